@@ -1,0 +1,69 @@
+# One entry point for humans and CI. `make test` is what .ci/run runs.
+SHELL := /bin/bash
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: install generate lint typecheck verify test test-fast test-cluster cluster-bin cluster-up bench goldens demo clean
+
+$(BIN)/ballast: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(BIN)/ballast
+
+## generate: regenerate every checked-in artefact (CRD, chart CRD template, install bundle, API docs)
+generate: install
+	$(BIN)/ballast crd -o crds/llmservices.ballast.dev.yaml
+	@if [ -x hack/generate.sh ]; then hack/generate.sh; fi
+
+## lint: ruff (lint + format check) and mypy --strict on the package
+lint: install
+	$(BIN)/ruff check operator tests bench hack
+	$(BIN)/ruff format --check operator tests bench hack
+	$(BIN)/mypy operator/ballast
+
+## verify: fail when a generated file is stale
+verify: generate
+	@git diff --exit-code --stat -- crds charts manifests docs \
+	  || { echo "generated files are stale: run 'make generate' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- crds charts manifests docs)" \
+	  || { git status --porcelain -- crds charts manifests docs; echo "untracked generated files: run 'make generate' and commit"; exit 1; }
+
+## test-fast: unit, render, gateway and emulator tiers (no Go build)
+test-fast: install
+	$(BIN)/pytest -q -m "not cluster" $(PYTEST_ARGS)
+
+## cluster-bin: build (or reuse from cache) kube-apiserver, kube-controller-manager and etcd
+cluster-bin:
+	hack/cluster/build.sh
+
+## test-cluster: the real control-plane tier
+test-cluster: install cluster-bin
+	$(BIN)/pytest -q -m cluster $(PYTEST_ARGS)
+
+## cluster-up: start a control plane on loopback for humans (Ctrl-C stops it)
+cluster-up: install cluster-bin
+	$(BIN)/python -m tests.cluster.controlplane
+
+## test: everything CI runs
+test: verify lint test-fast test-cluster
+
+## goldens: regenerate render golden files (review the diff!)
+goldens: install
+	$(BIN)/pytest -q tests/render --update-goldens
+
+bench: install
+	$(BIN)/python bench/gateway_bench.py
+	$(BIN)/python bench/controller_bench.py
+
+## demo: install and validate + render the examples
+demo: install
+	$(BIN)/ballast validate -f manifests/examples/
+	$(BIN)/ballast render -f manifests/examples/vllm-with-fallback.yaml | head -n 40
+
+clean:
+	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache

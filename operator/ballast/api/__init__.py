@@ -1,0 +1,66 @@
+"""The LLMService API (ballast.dev/v1alpha1) as typed models: spec, status, rules, CRD.
+
+Everything else in Ballast takes these models, never raw dicts: parse once with
+:func:`parse_llmservice` at the boundary.
+"""
+
+from ballast.api.resource import (
+    API_VERSION,
+    GROUP,
+    KIND,
+    PLURAL,
+    SHORT_NAMES,
+    SINGULAR,
+    VERSION,
+    LLMService,
+    ObjectMeta,
+    Problem,
+    SpecError,
+    parse_llmservice,
+)
+from ballast.api.spec import (
+    Backend,
+    CircuitBreaker,
+    Engine,
+    Fallback,
+    Health,
+    LLMServiceSpec,
+    Metric,
+    RetryOn,
+    Scaling,
+    WhenAllUnhealthy,
+)
+from ballast.api.status import BackendStatus, Condition, LLMServiceStatus, Phase
+from ballast.api.types import EnvVar, Resources, SecretKeyRef
+
+__all__ = [
+    "API_VERSION",
+    "GROUP",
+    "KIND",
+    "PLURAL",
+    "SHORT_NAMES",
+    "SINGULAR",
+    "VERSION",
+    "Backend",
+    "BackendStatus",
+    "CircuitBreaker",
+    "Condition",
+    "Engine",
+    "EnvVar",
+    "Fallback",
+    "Health",
+    "LLMService",
+    "LLMServiceSpec",
+    "LLMServiceStatus",
+    "Metric",
+    "ObjectMeta",
+    "Phase",
+    "Problem",
+    "Resources",
+    "RetryOn",
+    "Scaling",
+    "SecretKeyRef",
+    "SpecError",
+    "WhenAllUnhealthy",
+    "parse_llmservice",
+]

@@ -1,0 +1,192 @@
+"""Cross-field rules of the LLMService API, written once and enforced twice.
+
+Each rule carries a CEL expression that goes into the CRD as an
+``x-kubernetes-validations`` entry (so the API server rejects bad objects) and a
+Python predicate over the same plain-JSON shape that the pydantic models run (so
+``ballast validate`` and the controller reject them too). Tests execute the CEL
+with a real CEL implementation on a table of cases and check both agree, case by
+case. The predicates take the camelCase JSON the API server sees, never models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Scope = Literal["spec", "backend", "scaling", "metric"]
+
+#: Fields that only make sense for a backend that runs pods.
+POD_FIELDS: tuple[str, ...] = (
+    "image",
+    "args",
+    "env",
+    "resources",
+    "nodeSelector",
+    "tolerations",
+    "affinity",
+    "runtimeClassName",
+    "replicas",
+    "scaling",
+)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One cross-field rule: where it lives in the schema, its CEL, its Python twin."""
+
+    scope: Scope
+    cel: str
+    message: str
+    check: Callable[[Mapping[str, Any]], bool]
+    #: JSON path relative to the scope's object, reported with the error (``fieldPath`` in CEL).
+    field: str = ""
+    #: Short machine-readable reason used in conditions and events.
+    reason: str = "Invalid"
+
+    def as_validation(self) -> dict[str, str]:
+        """The ``x-kubernetes-validations`` entry for this rule."""
+        out = {"rule": self.cel, "message": self.message, "reason": "FieldValueInvalid"}
+        if self.field:
+            out["fieldPath"] = self.field
+        return out
+
+
+def _external(b: Mapping[str, Any]) -> bool:
+    return b.get("engine") == "openai"
+
+
+def _unique_names(spec: Mapping[str, Any]) -> bool:
+    names = [b.get("name") for b in spec.get("backends", [])]
+    return len(names) == len(set(names))
+
+
+def _every_tier_weighted(spec: Mapping[str, Any]) -> bool:
+    backends: Sequence[Mapping[str, Any]] = spec.get("backends", [])
+    tiers: dict[int, int] = {}
+    for b in backends:
+        prio = int(b.get("priority", 0))
+        tiers[prio] = tiers.get(prio, 0) + int(b.get("weight", 100))
+    return all(total > 0 for total in tiers.values())
+
+
+_NO_POD_FIELDS_CEL = " && ".join(f"!has(self.{f})" for f in POD_FIELDS)
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        scope="spec",
+        cel="self.backends.all(b, self.backends.exists_one(c, c.name == b.name))",
+        message="backend names must be unique",
+        field=".backends",
+        check=_unique_names,
+        reason="DuplicateBackendName",
+    ),
+    Rule(
+        scope="spec",
+        cel=(
+            "self.backends.all(b, self.backends.exists(c, "
+            "c.priority == b.priority && c.weight > 0))"
+        ),
+        message=(
+            "every priority tier needs at least one backend with a weight above 0, "
+            "or the tier could never receive traffic"
+        ),
+        field=".backends",
+        check=_every_tier_weighted,
+        reason="ZeroWeightTier",
+    ),
+    Rule(
+        scope="backend",
+        cel="self.engine != 'openai' || has(self.url)",
+        message="engine openai (an external API) needs url",
+        field=".url",
+        check=lambda b: not _external(b) or "url" in b,
+        reason="MissingURL",
+    ),
+    Rule(
+        scope="backend",
+        cel="self.engine == 'openai' || !has(self.url)",
+        message="url is only for engine openai; self-hosted backends are reached through their Service",
+        field=".url",
+        check=lambda b: _external(b) or "url" not in b,
+        reason="UnexpectedURL",
+    ),
+    Rule(
+        scope="backend",
+        cel=f"self.engine != 'openai' || ({_NO_POD_FIELDS_CEL})",
+        message=(
+            "engine openai runs no pods: remove " + ", ".join(POD_FIELDS[:-1]) + " and scaling"
+        ),
+        check=lambda b: not _external(b) or not any(f in b for f in POD_FIELDS),
+        reason="PodFieldsOnExternalBackend",
+    ),
+    Rule(
+        scope="backend",
+        cel="self.engine == 'openai' || !has(self.apiKeySecretRef)",
+        message="apiKeySecretRef is only for engine openai",
+        field=".apiKeySecretRef",
+        check=lambda b: _external(b) or "apiKeySecretRef" not in b,
+        reason="UnexpectedSecretRef",
+    ),
+    Rule(
+        scope="backend",
+        cel="!has(self.scaling) || !has(self.replicas)",
+        message="set replicas or scaling, not both: with scaling the HPA owns the replica count",
+        field=".replicas",
+        check=lambda b: not ("scaling" in b and "replicas" in b),
+        reason="ReplicasWithScaling",
+    ),
+    Rule(
+        scope="scaling",
+        cel="self.minReplicas <= self.maxReplicas",
+        message="minReplicas must not exceed maxReplicas",
+        field=".minReplicas",
+        check=lambda s: int(s.get("minReplicas", 1)) <= int(s.get("maxReplicas", 0)),
+        reason="MinAboveMax",
+    ),
+    Rule(
+        scope="metric",
+        cel="has(self.raw) != has(self.type)",
+        message="a metric is either a shorthand (type: cpu|memory|pods) or raw, exactly one",
+        check=lambda m: ("raw" in m) != ("type" in m),
+        reason="MetricShape",
+    ),
+    Rule(
+        scope="metric",
+        cel=(
+            "!has(self.type) || self.type == 'pods' || "
+            "(has(self.targetAverageUtilization) && !has(self.name) && !has(self.targetAverageValue))"
+        ),
+        message="cpu and memory metrics take targetAverageUtilization only",
+        field=".targetAverageUtilization",
+        check=lambda m: (
+            "type" not in m
+            or m["type"] == "pods"
+            or (
+                "targetAverageUtilization" in m
+                and "name" not in m
+                and "targetAverageValue" not in m
+            )
+        ),
+        reason="MetricShape",
+    ),
+    Rule(
+        scope="metric",
+        cel=(
+            "!has(self.type) || self.type != 'pods' || "
+            "(has(self.name) && has(self.targetAverageValue) && !has(self.targetAverageUtilization))"
+        ),
+        message="pods metrics need name and targetAverageValue",
+        field=".name",
+        check=lambda m: (
+            m.get("type") != "pods"
+            or ("name" in m and "targetAverageValue" in m and "targetAverageUtilization" not in m)
+        ),
+        reason="MetricShape",
+    ),
+)
+
+
+def rules_for(scope: Scope) -> tuple[Rule, ...]:
+    """The rules attached to one level of the schema."""
+    return tuple(r for r in RULES if r.scope == scope)

@@ -1,0 +1,142 @@
+"""The routing table: what a routing ConfigMap holds and the gateway follows.
+
+This is the contract between controller and gateway. The controller writes one
+table per LLMService into ``<svc>-routes`` under ``routes.json``; the gateway
+reads every such ConfigMap (or a local file) and routes by it. The table carries
+references to credentials, never their values.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from ballast.api import Engine, Fallback, LLMService
+from ballast.engines import info
+from ballast.naming import backend_name
+
+#: Bumped on an incompatible change; the gateway refuses tables of a version it does not know.
+FORMAT_VERSION = 1
+
+
+class RouteModel(BaseModel):
+    """Base of the routing models: camelCase JSON, frozen."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, frozen=True, extra="ignore"
+    )
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class SecretRef(RouteModel):
+    """A key of a Secret, read through the Kubernetes API."""
+
+    namespace: str
+    name: str
+    key: str
+
+
+class CredentialRef(RouteModel):
+    """Where a backend's API key comes from: exactly one of a Secret, an env var, a file."""
+
+    secret: SecretRef | None = None
+    env: str | None = None
+    file: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> CredentialRef:
+        if sum(x is not None for x in (self.secret, self.env, self.file)) != 1:
+            raise ValueError("credentials need exactly one of secret, env or file")
+        return self
+
+
+class RouteBackend(RouteModel):
+    """One backend as the gateway sees it."""
+
+    name: str
+    engine: Engine
+    #: OpenAI base URL, e.g. http://chat-primary.ai.svc:8000/v1 or https://api.openai.com/v1.
+    url: str
+    #: The model name sent upstream in place of the client's.
+    upstream_model: str
+    priority: int = 0
+    weight: int = 100
+    #: False when the controller took the backend out of the route (unhealthy).
+    in_route: bool = True
+    credentials: CredentialRef | None = None
+
+
+class Source(RouteModel):
+    """The LLMService a table was built from."""
+
+    namespace: str
+    name: str
+    uid: str | None = None
+    generation: int | None = None
+
+
+class RoutingTable(RouteModel):
+    """Routes for one served model."""
+
+    version: Literal[1] = 1
+    model: str
+    source: Source | None = None
+    fallback: Fallback = Field(default_factory=Fallback)
+    #: True when no backend is in the route; the gateway then applies fallback.whenAllUnhealthy.
+    all_unhealthy: bool = False
+    backends: list[RouteBackend] = Field(min_length=1)
+
+    def dumps(self) -> str:
+        """Canonical JSON (sorted keys): equal tables give equal bytes."""
+        return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+
+
+def _backend_url(svc: LLMService, name: str, engine: Engine) -> str:
+    facts = info(engine)
+    return (
+        f"http://{backend_name(svc.name, name)}.{svc.namespace}.svc:{facts.port}{facts.openai_base}"
+    )
+
+
+def table_for(svc: LLMService, health: Mapping[str, bool]) -> RoutingTable:
+    """The routing table of ``svc`` given each backend's health (missing means unhealthy)."""
+    backends = []
+    for b in svc.spec.backends:
+        creds = None
+        if b.api_key_secret_ref is not None:
+            ref = b.api_key_secret_ref
+            creds = CredentialRef(
+                secret=SecretRef(namespace=svc.namespace, name=ref.name, key=ref.key)
+            )
+        backends.append(
+            RouteBackend(
+                name=b.name,
+                engine=b.engine,
+                url=b.url.rstrip("/") if b.url else _backend_url(svc, b.name, b.engine),
+                upstream_model=svc.served_model_name
+                if info(b.engine).aliasable and not b.external
+                else b.model,
+                priority=b.priority,
+                weight=b.weight,
+                in_route=bool(health.get(b.name, False)),
+                credentials=creds,
+            )
+        )
+    return RoutingTable(
+        model=svc.served_model_name,
+        source=Source(
+            namespace=svc.namespace,
+            name=svc.name,
+            uid=svc.metadata.uid,
+            generation=svc.metadata.generation,
+        ),
+        fallback=svc.spec.fallback,
+        all_unhealthy=not any(b.in_route for b in backends),
+        backends=backends,
+    )

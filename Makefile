@@ -54,7 +54,7 @@ test: verify lint test-fast test-cluster
 
 ## goldens: regenerate render golden files (review the diff!)
 goldens: install
-	$(BIN)/pytest -q tests/render --update-goldens
+	BALLAST_UPDATE_GOLDENS=1 $(BIN)/pytest -q tests/render
 
 bench: install
 	$(BIN)/python bench/gateway_bench.py

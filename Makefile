@@ -18,7 +18,8 @@ install: $(BIN)/ballast
 ## generate: regenerate every checked-in artefact (CRD, chart CRD template, install bundle, API docs)
 generate: install
 	$(BIN)/ballast crd -o crds/llmservices.ballast.dev.yaml
-	@if [ -x hack/generate.sh ]; then hack/generate.sh; fi
+	@if [ -x hack/generate-chart.sh ]; then hack/generate-chart.sh; fi
+	@if [ -f hack/api_reference.py ]; then $(BIN)/python hack/api_reference.py docs/reference.md; fi
 
 ## lint: ruff (lint + format check) and mypy --strict on the package
 lint: install

@@ -1,0 +1,87 @@
+"""Fixtures for the real control-plane tier.
+
+`control_plane` (session) starts etcd, kube-apiserver and kube-controller-manager
+once; `fake_kubelet` (session) adds a Ready Node so pods run; `kubectl` and `helm`
+are the real CLIs bound to the admin kubeconfig; `namespace` is a fresh namespace
+per test. Missing binaries FAIL the tier with the command that builds them:
+a silent skip would hide a regression in CI. `BALLAST_SKIP_CLUSTER=1` skips it
+explicitly. Every test under this directory is marked `cluster`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .controlplane import Binaries, BinariesMissing, ControlPlane
+from .fakekubelet import FakeKubelet
+from .kubeapi import ApiError
+from .tools import Tool, tools_dir
+
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test in tests/cluster/ with `cluster` (this hook sees all items)."""
+    for item in items:
+        if HERE in item.path.resolve().parents:
+            item.add_marker(pytest.mark.cluster)
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[ControlPlane]:
+    if os.environ.get("BALLAST_SKIP_CLUSTER") == "1":
+        pytest.skip("BALLAST_SKIP_CLUSTER=1: real control-plane tier skipped on request")
+    try:
+        binaries = Binaries.from_cache()
+    except BinariesMissing as err:
+        pytest.fail(str(err), pytrace=False)
+    with ControlPlane(binaries) as plane:
+        yield plane
+
+
+@pytest.fixture(scope="session")
+def fake_kubelet(control_plane: ControlPlane) -> Iterator[FakeKubelet]:
+    """A Ready Node named `fake-node` (with nvidia.com/gpu capacity) that runs pods."""
+    with control_plane.fake_kubelet() as kubelet:
+        yield kubelet
+
+
+@pytest.fixture(scope="session")
+def k8s_tools() -> Path:
+    return tools_dir()
+
+
+@pytest.fixture(scope="session")
+def kubectl(control_plane: ControlPlane, k8s_tools: Path) -> Tool:
+    return Tool(k8s_tools / "kubectl", control_plane.kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def helm(
+    control_plane: ControlPlane, k8s_tools: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Tool:
+    home = tmp_path_factory.mktemp("helm-home")
+    env = {f"HELM_{kind}_HOME": str(home / kind.lower()) for kind in ("CACHE", "CONFIG", "DATA")}
+    return Tool(k8s_tools / "helm", control_plane.kubeconfig, env)
+
+
+@pytest.fixture
+def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace named after the test; deleted (not awaited) afterwards."""
+    stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    name = f"{stem}-{uuid.uuid4().hex[:6]}"
+    control_plane.api.post(
+        "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+    )
+    yield name
+    try:
+        control_plane.api.delete(f"/api/v1/namespaces/{name}")
+    except ApiError as err:
+        if err.status != 404:
+            raise

@@ -1,0 +1,319 @@
+"""A fake kubelet (and scheduler) for the test control plane, so Deployments become
+Available without containers.
+
+It registers one Ready Node with GPU capacity, binds Pending pods whose
+`nodeSelector` the Node satisfies, reports bound pods Running with container
+statuses, and finishes graceful deletions the way a kubelet does once containers
+stop. Readiness follows kubelet rules: a pod is Ready when all its containers are
+ready and all its `readinessGates` are True. Probes are not run; a container is
+ready unless the pod's `fake-kubelet.test/not-ready` annotation names it (a
+comma-separated list, or `*` for all), which lets a test make a backend unready.
+Pod IPs come from 10.244.0.0/16 and are never dialled.
+
+It polls the API from a background thread; `sync()` runs one pass synchronously.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import threading
+from collections.abc import Iterator
+from types import TracebackType
+from typing import Any
+
+from .kubeapi import JSON, ApiError, KubeApi
+
+NOT_READY_ANNOTATION = "fake-kubelet.test/not-ready"
+DEFAULT_CAPACITY = {
+    "cpu": "64",
+    "memory": "512Gi",
+    "pods": "110",
+    "ephemeral-storage": "1Ti",
+    "nvidia.com/gpu": "8",
+}
+# Errors that only mean the pod moved on between our list and our write.
+_RACES = (404, 409)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _pod_ips() -> Iterator[str]:
+    for ip in ipaddress.ip_network("10.244.0.0/16").hosts():
+        if ip.packed[-1] not in (0, 1, 255):
+            yield str(ip)
+
+
+def _container_status(container: JSON, ready: bool, started_at: str, uid: str) -> JSON:
+    name = container["name"]
+    return {
+        "name": name,
+        "image": container.get("image", ""),
+        "imageID": f"fake://{container.get('image', '')}",
+        "containerID": f"fake://{uid}/{name}",
+        "ready": ready,
+        "started": True,
+        "restartCount": 0,
+        "state": {"running": {"startedAt": started_at}},
+    }
+
+
+def _init_status(container: JSON, started_at: str, uid: str) -> JSON:
+    if container.get("restartPolicy") == "Always":  # a sidecar keeps running
+        return _container_status(container, True, started_at, uid)
+    status = _container_status(container, False, started_at, uid)
+    status["started"] = False
+    status["state"] = {
+        "terminated": {
+            "exitCode": 0,
+            "reason": "Completed",
+            "startedAt": started_at,
+            "finishedAt": started_at,
+        }
+    }
+    return status
+
+
+def _unready_names(pod: JSON) -> set[str]:
+    raw = pod["metadata"].get("annotations", {}).get(NOT_READY_ANNOTATION, "")
+    names = {n.strip() for n in raw.split(",") if n.strip()}
+    if "*" in names:
+        names = {c["name"] for c in pod["spec"]["containers"]}
+    return names
+
+
+def desired_status(pod: JSON, pod_ip: str, host_ip: str) -> JSON:
+    """The status a kubelet would report for a bound pod whose containers all started."""
+    current = pod.get("status", {})
+    started_at = current.get("startTime") or _now()
+    uid = pod["metadata"]["uid"]
+    unready = _unready_names(pod)
+    containers = [
+        _container_status(c, c["name"] not in unready, started_at, uid)
+        for c in pod["spec"]["containers"]
+    ]
+    inits = [_init_status(c, started_at, uid) for c in pod["spec"].get("initContainers", [])]
+    containers_ready = all(c["ready"] for c in containers)
+    gates = [g["conditionType"] for g in pod["spec"].get("readinessGates", [])]
+    by_type = {c["type"]: c for c in current.get("conditions", [])}
+    gates_ok = all(by_type.get(g, {}).get("status") == "True" for g in gates)
+    wanted = {
+        "PodReadyToStartContainers": True,
+        "Initialized": True,
+        "ContainersReady": containers_ready,
+        "Ready": containers_ready and gates_ok,
+        "PodScheduled": True,
+    }
+    conditions = [c for t, c in by_type.items() if t not in wanted]  # readiness gates etc.
+    for ctype, ok in wanted.items():
+        value = "True" if ok else "False"
+        old = by_type.get(ctype, {})
+        condition = {
+            "type": ctype,
+            "status": value,
+            "lastProbeTime": None,
+            "lastTransitionTime": old.get("lastTransitionTime")
+            if old.get("status") == value
+            else _now(),
+        }
+        if not ok:
+            condition["reason"] = (
+                "ContainersNotReady" if not containers_ready else "ReadinessGatesNotReady"
+            )
+        conditions.append(condition)
+    status: JSON = {
+        "phase": "Running",
+        "conditions": conditions,
+        "hostIP": host_ip,
+        "hostIPs": [{"ip": host_ip}],
+        "podIP": pod_ip,
+        "podIPs": [{"ip": pod_ip}],
+        "startTime": started_at,
+        "containerStatuses": containers,
+    }
+    if inits:
+        status["initContainerStatuses"] = inits
+    return status
+
+
+def _summary(status: JSON) -> tuple[Any, ...]:
+    """What a status says, ignoring timestamps: used to skip writes that change nothing."""
+    conditions = sorted((c["type"], c["status"]) for c in status.get("conditions", []))
+    containers = sorted(
+        (c["name"], c.get("ready"), tuple(c.get("state", {})))
+        for c in status.get("containerStatuses", [])
+    )
+    return status.get("phase"), status.get("podIP"), tuple(conditions), tuple(containers)
+
+
+class FakeKubelet:
+    """One fake Node and the pods on it. Start/stop, or use as a context manager."""
+
+    def __init__(
+        self,
+        api: KubeApi,
+        node_name: str = "fake-node",
+        *,
+        labels: dict[str, str] | None = None,
+        capacity: dict[str, str] | None = None,
+        interval: float = 0.2,
+        kubelet_version: str = "v0.0.0-fake",
+    ) -> None:
+        self.api = api
+        self.node_name = node_name
+        self.labels = {
+            "kubernetes.io/hostname": node_name,
+            "kubernetes.io/os": "linux",
+            "kubernetes.io/arch": "amd64",
+            **(labels or {}),
+        }
+        self.capacity = capacity or dict(DEFAULT_CAPACITY)
+        self.interval = interval
+        self.kubelet_version = kubelet_version
+        self.host_ip = "127.0.0.1"
+        self.errors: list[Exception] = []
+        self._ips = _pod_ips()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> FakeKubelet:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Register the Node and start syncing pods in a daemon thread."""
+        self.register_node()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=f"fake-kubelet-{self.node_name}")
+        self._thread.daemon = True
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop syncing and remove the Node; raise if a sync pass failed unexpectedly."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        try:
+            self.api.delete(f"/api/v1/nodes/{self.node_name}")
+        except ApiError as err:
+            if err.status != 404:
+                raise
+        if self.errors:
+            raise RuntimeError(f"fake kubelet failed: {self.errors[0]!r}") from self.errors[0]
+
+    def register_node(self) -> None:
+        """Create (or take over) the Node and report it Ready with its capacity."""
+        path = f"/api/v1/nodes/{self.node_name}"
+        node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": self.node_name}}
+        try:
+            self.api.post("/api/v1/nodes", node)
+        except ApiError as err:
+            if err.status != 409:
+                raise
+        # Admission taints a new Node not-ready; with no node controller we clear it ourselves.
+        self.api.merge_patch(path, {"metadata": {"labels": self.labels}, "spec": {"taints": None}})
+        self.api.merge_patch(f"{path}/status", {"status": self._node_status()})
+
+    def _node_status(self) -> JSON:
+        now = _now()
+        conditions = [
+            ("Ready", "True", "KubeletReady"),
+            ("MemoryPressure", "False", "KubeletHasSufficientMemory"),
+            ("DiskPressure", "False", "KubeletHasNoDiskPressure"),
+            ("PIDPressure", "False", "KubeletHasSufficientPID"),
+        ]
+        return {
+            "capacity": self.capacity,
+            "allocatable": self.capacity,
+            "conditions": [
+                {
+                    "type": t,
+                    "status": s,
+                    "reason": r,
+                    "lastHeartbeatTime": now,
+                    "lastTransitionTime": now,
+                }
+                for t, s, r in conditions
+            ],
+            "addresses": [
+                {"type": "InternalIP", "address": self.host_ip},
+                {"type": "Hostname", "address": self.node_name},
+            ],
+            "nodeInfo": {
+                "architecture": "amd64",
+                "operatingSystem": "linux",
+                "kubeletVersion": self.kubelet_version,
+                "containerRuntimeVersion": "fake://0",
+                "kernelVersion": "",
+                "osImage": "fake",
+                "machineID": "",
+                "systemUUID": "",
+                "bootID": "",
+                "kubeProxyVersion": "",
+            },
+        }
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.sync()
+            except Exception as err:  # recorded and re-raised by stop()
+                self.errors.append(err)
+                return
+
+    def sync(self) -> None:
+        """One pass: bind, report and finish deleting every pod that concerns this Node."""
+        for pod in self.api.get("/api/v1/pods")["items"]:
+            try:
+                self._sync_pod(pod)
+            except ApiError as err:
+                if err.status not in _RACES:
+                    raise
+
+    def _sync_pod(self, pod: JSON) -> None:
+        meta, spec = pod["metadata"], pod["spec"]
+        base = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}"
+        node = spec.get("nodeName")
+        if not node:
+            if self._schedulable(pod):
+                self.api.post(f"{base}/binding", self._binding(meta["name"]))
+            return
+        if node != self.node_name or pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+            return
+        if meta.get("deletionTimestamp"):
+            body = {"gracePeriodSeconds": 0, "preconditions": {"uid": meta["uid"]}}
+            self.api.delete(base, body)
+            return
+        current = pod.get("status", {})
+        pod_ip = current.get("podIP") or next(self._ips)
+        wanted = desired_status(pod, pod_ip, self.host_ip)
+        if _summary(wanted) != _summary(current):
+            self.api.merge_patch(f"{base}/status", {"status": wanted})
+
+    def _schedulable(self, pod: JSON) -> bool:
+        spec = pod["spec"]
+        if pod["metadata"].get("deletionTimestamp"):
+            return False
+        if spec.get("schedulerName", "default-scheduler") != "default-scheduler":
+            return False
+        selector: dict[str, str] = spec.get("nodeSelector") or {}
+        return all(self.labels.get(k) == v for k, v in selector.items())
+
+    def _binding(self, name: str) -> JSON:
+        return {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": name},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": self.node_name},
+        }

@@ -121,7 +121,7 @@ def openapi_schema() -> Schema:
     """The whole ``openAPIV3Schema`` of the LLMService CRD."""
     spec = object_schema(LLMServiceSpec)
     spec["description"] = LLMServiceSpec.__doc__ or ""
-    status = object_schema(LLMServiceStatus)
+    status = _without_defaults(object_schema(LLMServiceStatus))
     status["description"] = LLMServiceStatus.__doc__ or ""
     return {
         "type": "object",
@@ -138,6 +138,17 @@ def openapi_schema() -> Schema:
             "status": status,
         },
     }
+
+
+def _without_defaults(node: Schema) -> Schema:
+    """Status is written whole by the controller; the API server must not invent parts of it."""
+    out = {k: v for k, v in node.items() if k != "default"}
+    if "properties" in out:
+        out["properties"] = {k: _without_defaults(v) for k, v in out["properties"].items()}
+    for key in ("items", "additionalProperties"):
+        if isinstance(out.get(key), dict):
+            out[key] = _without_defaults(out[key])
+    return out
 
 
 PRINTER_COLUMNS: list[Schema] = [

@@ -128,8 +128,17 @@ def parse_llmservice(obj: Mapping[str, Any]) -> LLMService:
     if "spec" not in obj:
         raise SpecError([Problem("spec", "required field is missing", "MissingSpec")])
     try:
-        return LLMService.model_validate(
-            {"metadata": metadata, "spec": obj["spec"], "status": obj.get("status") or None}
-        )
+        svc = LLMService.model_validate({"metadata": metadata, "spec": obj["spec"]})
     except ValidationError as e:
         raise SpecError(problems_from(e)) from None
+    return svc.model_copy(update={"status": _lenient_status(obj.get("status"))})
+
+
+def _lenient_status(raw: Any) -> LLMServiceStatus | None:
+    """The stored status, or None when it is absent or unreadable (the controller rewrites it)."""
+    if not raw:
+        return None
+    try:
+        return LLMServiceStatus.model_validate(raw)
+    except ValidationError:
+        return None

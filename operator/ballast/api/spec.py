@@ -23,6 +23,7 @@ from ballast.api.types import (
     Quantity,
     Resources,
     SecretKeyRef,
+    ShortString,
 )
 
 
@@ -214,7 +215,7 @@ class Backend(RuledModel):
     resources: Resources | None = Field(
         default=None, description="CPU, memory and accelerator requests and limits."
     )
-    node_selector: Annotated[dict[str, str], Field(max_length=32)] | None = Field(
+    node_selector: Annotated[dict[str, ShortString], Field(max_length=32)] | None = Field(
         default=None, description="Node labels the pods must match."
     )
     tolerations: Annotated[list[PassThrough], Field(max_length=32)] | None = Field(

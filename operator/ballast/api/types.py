@@ -72,7 +72,7 @@ class EnvVar(ApiModel):
     name: Annotated[str, StringConstraints(min_length=1, max_length=253)] = Field(
         description="Name of the environment variable."
     )
-    value: str | None = Field(
+    value: Annotated[str, StringConstraints(max_length=65536)] | None = Field(
         default=None, description="Literal value. Mutually exclusive with valueFrom."
     )
     value_from: PassThrough | None = Field(

@@ -1,0 +1,106 @@
+"""The routing table: built from an LLMService and health, read back from text."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ballast.api import parse_llmservice
+from ballast.routing import RoutesError, RoutingTable, parse_tables, table_for
+from tests.api.cases import external, make_llmservice, vllm
+
+
+def chat() -> RoutingTable:
+    svc = parse_llmservice(
+        make_llmservice(
+            vllm(),
+            external(apiKeySecretRef={"name": "llm-keys", "key": "openai"}),
+            servedModelName="llama-3.1-8b",
+        )
+        | {"metadata": {"name": "chat", "namespace": "ai", "uid": "u-1", "generation": 4}}
+    )
+    return table_for(svc, {"primary": True, "cloud": False})
+
+
+def test_self_hosted_backend_is_reached_through_its_service() -> None:
+    primary = chat().backends[0]
+    assert primary.url == "http://chat-primary.ai.svc:8000/v1"
+    assert primary.upstream_model == "llama-3.1-8b"  # vLLM serves under --served-model-name
+    assert primary.in_route is True
+    assert primary.credentials is None
+
+
+def test_external_backend_carries_a_secret_reference_never_a_value() -> None:
+    cloud = chat().backends[1]
+    assert cloud.url == "https://api.example.com/v1"
+    assert cloud.upstream_model == "gpt-4o-mini"
+    assert cloud.in_route is False
+    assert cloud.credentials is not None
+    assert cloud.credentials.secret is not None
+    assert cloud.credentials.secret.to_json() == {
+        "namespace": "ai",
+        "name": "llm-keys",
+        "key": "openai",
+    }
+
+
+def test_table_names_its_source_and_policy() -> None:
+    table = chat()
+    assert table.model == "llama-3.1-8b"
+    assert table.source is not None
+    assert table.source.generation == 4
+    assert table.fallback.max_attempts == 3
+    assert table.all_unhealthy is False
+
+
+def test_no_healthy_backend_says_so_explicitly() -> None:
+    svc = parse_llmservice(make_llmservice())
+    table = table_for(svc, {})
+    assert table.all_unhealthy is True
+    assert not any(b.in_route for b in table.backends)
+
+
+@pytest.mark.parametrize(
+    ("engine", "expected"), [("ollama", "qwen2.5:1.5b"), ("tgi", "qwen2.5:1.5b")]
+)
+def test_engines_that_cannot_alias_get_their_own_model_name(engine: str, expected: str) -> None:
+    svc = parse_llmservice(make_llmservice(vllm(engine=engine, model="qwen2.5:1.5b")))
+    assert table_for(svc, {}).backends[0].upstream_model == expected
+
+
+def test_dumps_is_canonical_and_round_trips() -> None:
+    table = chat()
+    text = table.dumps()
+    assert text == json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))
+    assert parse_tables(text) == [table]
+
+
+def test_routes_file_forms() -> None:
+    one = chat().to_json()
+    two = {**one, "model": "other"}
+    assert [t.model for t in parse_tables(json.dumps([one, two]))] == ["llama-3.1-8b", "other"]
+    assert len(parse_tables(json.dumps({"tables": [one]}))) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("{", "not YAML or JSON"),
+        ("[1]", "expected a mapping"),
+        ('{"model": "m", "backends": []}', "backends"),
+        (
+            '{"model": "m", "version": 2, "backends": [{"name": "a", "engine": "vllm", "url": "u", "upstreamModel": "m"}]}',
+            "version",
+        ),
+    ],
+)
+def test_bad_routes_text_is_a_clear_error(text: str, needle: str) -> None:
+    with pytest.raises(RoutesError, match=needle):
+        parse_tables(text, "routes.yaml")
+
+
+def test_two_tables_for_one_model_are_refused() -> None:
+    one = chat().to_json()
+    with pytest.raises(RoutesError, match="more than one table"):
+        parse_tables(json.dumps([one, one]))

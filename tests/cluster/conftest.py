@@ -1,24 +1,28 @@
 """Fixtures for the real control-plane tier.
 
 `control_plane` (session) starts etcd, kube-apiserver and kube-controller-manager
-once; `fake_kubelet` (session) adds a Ready Node so pods run; `kubectl` and `helm`
-are the real CLIs bound to the admin kubeconfig; `namespace` is a fresh namespace
-per test. Missing binaries FAIL the tier with the command that builds them:
-a silent skip would hide a regression in CI. `BALLAST_SKIP_CLUSTER=1` skips it
-explicitly. Every test under this directory is marked `cluster`.
+once; `fresh_control_plane` gives a test its own empty one; `fake_kubelet`
+(session) adds a Ready Node so pods run; `kubectl` and `helm` are the real CLIs
+bound to the admin kubeconfig; `llmservice_crd` (session) applies `crds/`;
+`namespace` is a fresh namespace per test. Missing binaries FAIL the tier with the
+command that builds them: a silent skip would hide a regression in CI.
+`BALLAST_SKIP_CLUSTER=1` skips it explicitly. Every test under this directory is
+marked `cluster`.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .controlplane import Binaries, BinariesMissing, ControlPlane
+from .binaries import REPO, Binaries, BinariesMissing
+from .controlplane import ControlPlane
 from .fakekubelet import FakeKubelet
 from .kubeapi import ApiError
 from .tools import Tool, tools_dir
@@ -34,14 +38,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def control_plane() -> Iterator[ControlPlane]:
+def control_plane(cluster_binaries: Binaries) -> Iterator[ControlPlane]:
+    """The session's control plane, shared by every test in this directory."""
+    with ControlPlane(cluster_binaries) as plane:
+        yield plane
+
+
+def _binaries() -> Binaries:
     if os.environ.get("BALLAST_SKIP_CLUSTER") == "1":
         pytest.skip("BALLAST_SKIP_CLUSTER=1: real control-plane tier skipped on request")
     try:
-        binaries = Binaries.from_cache()
+        return Binaries.from_cache()
     except BinariesMissing as err:
         pytest.fail(str(err), pytrace=False)
-    with ControlPlane(binaries) as plane:
+
+
+@pytest.fixture(scope="session")
+def cluster_binaries() -> Binaries:
+    """The built binaries; fails (or skips on BALLAST_SKIP_CLUSTER=1) when they are missing."""
+    return _binaries()
+
+
+@pytest.fixture
+def fresh_control_plane(cluster_binaries: Binaries) -> Iterator[ControlPlane]:
+    """A control plane of the test's own (about 5 s), for tests that need an empty server."""
+    with ControlPlane(cluster_binaries) as plane:
         yield plane
 
 
@@ -69,6 +90,19 @@ def helm(
     home = tmp_path_factory.mktemp("helm-home")
     env = {f"HELM_{kind}_HOME": str(home / kind.lower()) for kind in ("CACHE", "CONFIG", "DATA")}
     return Tool(k8s_tools / "helm", control_plane.kubeconfig, env)
+
+
+@pytest.fixture(scope="session")
+def llmservice_crd(kubectl: Tool) -> subprocess.CompletedProcess[str]:
+    """`kubectl apply --server-side -f crds/`, waited on until Established.
+
+    Returns the apply's result so a test can check it printed no warnings. The
+    garbage collector learns a new kind at its next discovery sync (up to 30 s), so
+    tests relying on GC of LLMService children must poll generously.
+    """
+    result = kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/llmservices.ballast.dev")
+    return result
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from .controlplane import REPO, Binaries, ControlPlane, kubernetes_version
+from .binaries import REPO, Binaries, kubernetes_version
+from .controlplane import ControlPlane
 from .fakekubelet import NOT_READY_ANNOTATION, FakeKubelet
 from .kubeapi import JSON, ApiError, KubeApi
 from .poll import wait_for
@@ -264,8 +265,8 @@ def _fail_inside(plane: ControlPlane, seen: list[int]) -> None:
         raise RuntimeError("test body failed")
 
 
-def test_stop_leaves_no_process_and_no_files() -> None:
-    plane = ControlPlane(Binaries.from_cache())
+def test_stop_leaves_no_process_and_no_files(cluster_binaries: Binaries) -> None:
+    plane = ControlPlane(cluster_binaries)
     pids: list[int] = []
     with pytest.raises(RuntimeError, match="test body failed"):
         _fail_inside(plane, pids)
@@ -275,8 +276,10 @@ def test_stop_leaves_no_process_and_no_files() -> None:
     assert live_processes_mentioning(str(plane.workdir)) == []
 
 
-def test_failed_start_stops_what_already_started(tmp_path: Path) -> None:
-    good = Binaries.from_cache()
+def test_failed_start_stops_what_already_started(
+    cluster_binaries: Binaries, tmp_path: Path
+) -> None:
+    good = cluster_binaries
     broken = Binaries(good.etcd, good.apiserver, controller_manager=Path("/bin/false"))
     plane = ControlPlane(broken, workdir=tmp_path / "cp")
     with pytest.raises(ProcessFailed, match="kube-controller-manager exited"):
@@ -293,7 +296,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def test_cluster_up_serves_until_signalled(kubectl: Tool) -> None:
+def test_cluster_up_serves_until_signalled(cluster_binaries: Binaries, kubectl: Tool) -> None:
     """`make cluster-up` (python -m tests.cluster.controlplane): usable, then gone."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.cluster.controlplane"],

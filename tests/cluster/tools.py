@@ -8,7 +8,7 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-from .controlplane import REPO
+from .binaries import REPO
 
 
 class ToolFailed(AssertionError):

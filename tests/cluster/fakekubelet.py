@@ -34,6 +34,8 @@ DEFAULT_CAPACITY = {
 }
 # Errors that only mean the pod moved on between our list and our write.
 _RACES = (404, 409)
+# Consecutive failed passes (at `interval` apart) before the kubelet gives up.
+_GIVE_UP_AFTER = 25
 
 
 def _now() -> str:
@@ -265,12 +267,16 @@ class FakeKubelet:
         }
 
     def _run(self) -> None:
+        failures = 0
         while not self._stop.wait(self.interval):
             try:
                 self.sync()
-            except Exception as err:  # recorded and re-raised by stop()
-                self.errors.append(err)
-                return
+                failures = 0
+            except Exception as err:  # a slow or restarting server gets a few seconds
+                failures += 1
+                if failures >= _GIVE_UP_AFTER:
+                    self.errors.append(err)  # re-raised by stop()
+                    return
 
     def sync(self) -> None:
         """One pass: bind, report and finish deleting every pod that concerns this Node."""

@@ -1,0 +1,115 @@
+"""The chart grants exactly what operator/ballast/permissions.py declares, no more, no `*`,
+cluster-wide by default and per namespace with watchNamespaces."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pytest
+
+from ballast.permissions import GATEWAY, OPERATOR, Permission
+
+from .conftest import NAMESPACE, Helm, Obj
+
+Grant = tuple[str, str, str]  # (apiGroup, resource, verb)
+ROLE_KINDS = {"ClusterRole", "Role"}
+
+
+def declared(table: Iterable[Permission]) -> set[Grant]:
+    return {(p.api_group, r, v) for p in table for r in p.resources for v in p.verbs}
+
+
+def grants(rules: Iterable[Obj]) -> set[Grant]:
+    return {
+        (g, r, v)
+        for rule in rules
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+        for v in rule["verbs"]
+    }
+
+
+def _service_account(objects: list[Obj], component: str) -> str:
+    deployment = next(
+        o
+        for o in objects
+        if o["kind"] == "Deployment"
+        and o["metadata"]["labels"]["app.kubernetes.io/component"] == component
+    )
+    return deployment["spec"]["template"]["spec"]["serviceAccountName"]  # type: ignore[no-any-return]
+
+
+def granted_to(objects: list[Obj], component: str) -> dict[str | None, set[Grant]]:
+    """What the component's ServiceAccount is granted, by namespace (None: cluster-wide)."""
+    sa = _service_account(objects, component)
+    roles = {
+        (o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]): o
+        for o in objects
+        if o["kind"] in ROLE_KINDS
+    }
+    out: dict[str | None, set[Grant]] = {}
+    for b in objects:
+        if b["kind"] not in {"ClusterRoleBinding", "RoleBinding"}:
+            continue
+        subjects = b["subjects"]
+        if not any(s["kind"] == "ServiceAccount" and s["name"] == sa for s in subjects):
+            continue
+        assert all(s["namespace"] == NAMESPACE for s in subjects)
+        ns = b["metadata"].get("namespace")
+        ref = b["roleRef"]
+        role_ns = ns if ref["kind"] == "Role" else None
+        role = roles[(ref["kind"], role_ns, ref["name"])]
+        out.setdefault(ns, set()).update(grants(role["rules"]))
+    return out
+
+
+def test_no_wildcards_anywhere(rendered: list[Obj]) -> None:
+    for role in (o for o in rendered if o["kind"] in ROLE_KINDS):
+        for rule in role["rules"]:
+            for field in ("apiGroups", "resources", "verbs"):
+                assert "*" not in rule[field], f"{role['metadata']['name']}: * in {field}"
+            assert "nonResourceURLs" not in rule
+            assert "resourceNames" not in rule
+
+
+@pytest.mark.parametrize(("component", "table"), [("operator", OPERATOR), ("gateway", GATEWAY)])
+def test_cluster_wide_by_default_grants_exactly_the_table(
+    default_objects: list[Obj], component: str, table: tuple[Permission, ...]
+) -> None:
+    assert granted_to(default_objects, component) == {None: declared(table)}
+    assert not [o for o in default_objects if o["kind"] in {"Role", "RoleBinding"}]
+
+
+@pytest.mark.parametrize(("component", "table"), [("operator", OPERATOR), ("gateway", GATEWAY)])
+def test_watch_namespaces_grants_the_table_only_there(
+    helm: Helm, component: str, table: tuple[Permission, ...]
+) -> None:
+    objects = helm.objects(set_json=['watchNamespaces=["ai","team-b"]'])
+    by_ns = granted_to(objects, component)
+    cluster = by_ns.pop(None, set())
+    assert set(by_ns) == {"ai", "team-b"}
+    for ns_grants in by_ns.values():
+        assert ns_grants | cluster == declared(table)
+    # Only what is cluster-scoped stays cluster-wide.
+    assert {r for _, r, _ in cluster} <= {
+        "namespaces",
+        "customresourcedefinitions",
+        "clusterkopfpeerings",
+    }
+    # Neither process may touch another namespace's objects.
+    assert not {r for _, r, _ in cluster} & {"secrets", "configmaps", "llmservices", "deployments"}
+
+
+def test_gateway_reads_configmaps_and_gets_single_secrets_only(default_objects: list[Obj]) -> None:
+    assert granted_to(default_objects, "gateway")[None] == {
+        ("", "configmaps", "get"),
+        ("", "configmaps", "list"),
+        ("", "configmaps", "watch"),
+        ("", "secrets", "get"),
+    }
+
+
+def test_operator_and_gateway_use_separate_service_accounts(all_objects: list[Obj]) -> None:
+    assert _service_account(all_objects, "operator") != _service_account(all_objects, "gateway")
+    names = {o["metadata"]["name"] for o in all_objects if o["kind"] == "ServiceAccount"}
+    assert {_service_account(all_objects, c) for c in ("operator", "gateway")} == names

@@ -1,0 +1,209 @@
+"""The gateway application: built by :func:`create_app` from a config and a table source.
+
+All state (table store, breakers, credentials, metrics, the upstream session) is made
+here and hung on the app; there are no module-level singletons, so tests and benchmarks
+can run several gateways in one process. The upstream ``ClientSession`` is shared by all
+requests: a pooled ``TCPConnector`` with keep-alive and a DNS cache, and
+``auto_decompress=False`` so bodies pass through byte for byte (``Content-Encoding``
+included). Lifecycle (session, Kubernetes client, table source task) runs in a cleanup
+context, so ``GracefulExit`` first drains in-flight requests, then closes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
+
+from ballast.gateway import errors
+from ballast.gateway.breaker import BreakerBoard, Clock
+from ballast.gateway.config import GatewayConfig
+from ballast.gateway.credentials import Credentials
+from ballast.gateway.kube import KubeApi
+from ballast.gateway.metrics import Metrics
+from ballast.gateway.proxy import Proxy
+from ballast.gateway.snapshot import FORWARDED_PATHS, Snapshot, TableStore
+from ballast.gateway.sources import TableSource
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Gateway:
+    """Everything one gateway app holds."""
+
+    config: GatewayConfig
+    store: TableStore
+    board: BreakerBoard
+    metrics: Metrics
+    credentials: Credentials
+    session: aiohttp.ClientSession | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def http(self) -> aiohttp.ClientSession:
+        if self.session is None:
+            raise RuntimeError("the gateway's upstream session is not open (app not started)")
+        return self.session
+
+
+GATEWAY = web.AppKey("ballast_gateway", Gateway)
+
+
+def create_app(
+    config: GatewayConfig,
+    tables: TableSource,
+    *,
+    kube: KubeApi | None = None,
+    credentials: Credentials | None = None,
+    clock: Clock = time.monotonic,
+    rng: random.Random | None = None,
+    registry: CollectorRegistry | None = None,
+) -> web.Application:
+    """A gateway app serving the tables ``tables`` provides (nothing runs until started)."""
+    metrics = Metrics(registry)
+    store = TableStore()
+    board = BreakerBoard(clock, metrics.breaker_changed)
+    store.subscribe(lambda snap: _tables_changed(snap, board, metrics))
+    creds = credentials or Credentials(kube, ttl=config.secret_ttl)
+    gw = Gateway(config, store, board, metrics, creds)
+    proxy = Proxy(
+        store=store,
+        board=board,
+        credentials=creds,
+        metrics=metrics,
+        session=gw.http,
+        rng=rng or random.Random(),
+        buffer_limit=config.buffer_response_bytes,
+        max_body_bytes=config.max_body_bytes,
+    )
+    app = web.Application(client_max_size=config.max_body_bytes, middlewares=[_openai_errors])
+    app[GATEWAY] = gw
+    for path in FORWARDED_PATHS:
+        app.router.add_post("/v1" + path, proxy.handle)
+    app.router.add_get("/v1/models", _models)
+    app.router.add_get("/v1/models/{model:.+}", _model)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/metrics", _metrics)
+    app.on_response_prepare.append(_default_headers)
+    app.cleanup_ctx.append(_lifecycle(gw, tables, kube))
+    return app
+
+
+def _tables_changed(snap: Snapshot, board: BreakerBoard, metrics: Metrics) -> None:
+    board.sync(
+        (model, b.name, r.table.fallback.circuit_breaker.consecutive_failures,
+         r.table.fallback.circuit_breaker.open_seconds)
+        for model, r in snap.routes.items()
+        for b in r.table.backends
+    )  # fmt: skip
+    metrics.models.set(len(snap.routes))
+
+
+def upstream_session(config: GatewayConfig) -> aiohttp.ClientSession:
+    """The shared, pooled upstream client."""
+    connector = aiohttp.TCPConnector(
+        limit=config.upstream_connections,
+        limit_per_host=0,
+        keepalive_timeout=config.upstream_keepalive,
+        ttl_dns_cache=30,
+        use_dns_cache=True,
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        auto_decompress=False,
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=None),
+        skip_auto_headers=("User-Agent", "Accept-Encoding"),
+        cookie_jar=aiohttp.DummyCookieJar(),
+    )
+
+
+def _lifecycle(
+    gw: Gateway, tables: TableSource, kube: KubeApi | None
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        gw.session = upstream_session(gw.config)
+        if kube is not None:
+            await kube.start()
+        task = asyncio.create_task(_run_source(tables, gw.store), name="ballast-tables")
+        gw.tasks.append(task)
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await gw.session.close()
+            if kube is not None:
+                await kube.close()
+
+    return lifecycle
+
+
+async def _run_source(tables: TableSource, store: TableStore) -> None:
+    try:
+        await tables.run(store)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("the routing table source stopped")
+        raise
+
+
+@web.middleware
+async def _openai_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """aiohttp's own 404/405/... as OpenAI error bodies."""
+    try:
+        return await handler(request)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        return errors.error_response(e.status, e.reason, code=e.reason.lower().replace(" ", "_"))
+
+
+async def _default_headers(request: web.Request, response: web.StreamResponse) -> None:
+    if errors.BACKEND_HEADER not in response.headers:
+        response.headers[errors.BACKEND_HEADER] = errors.NO_BACKEND
+        response.headers[errors.ATTEMPTS_HEADER] = "0"
+
+
+async def _models(request: web.Request) -> web.Response:
+    body = request.app[GATEWAY].store.current.models_body
+    return web.Response(body=body, content_type="application/json")
+
+
+async def _model(request: web.Request) -> web.Response:
+    snap = request.app[GATEWAY].store.current
+    model = request.match_info["model"]
+    if model not in snap.routes:
+        return errors.error_response(
+            404, f"The model `{model}` does not exist", code="model_not_found", param="model"
+        )
+    body = {"id": model, "object": "model", "created": snap.created, "owned_by": "ballast"}
+    return web.json_response(body)
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    snap = request.app[GATEWAY].store.current
+    if snap.loaded:
+        return web.json_response({"status": "ready", "models": len(snap.routes)})
+    return web.json_response({"status": "no routing tables loaded"}, status=503)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = request.app[GATEWAY].metrics.render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

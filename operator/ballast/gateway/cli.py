@@ -1,0 +1,153 @@
+"""``ballast gateway``: flags, environment defaults and the server's start.
+
+Imported by ``ballast.cli`` for every command, so at import time it uses only the
+standard library; aiohttp and the app are imported inside :func:`main`. Every flag has
+an environment variable (``BALLAST_GATEWAY_<FLAG>``) for container use. With
+``--routes FILE`` the gateway serves that file (and checks it once before starting, so a
+typo fails fast with exit code 2); without it, it watches routing ConfigMaps through the
+in-cluster ServiceAccount or, outside a pod, ``--kubeconfig``/``$KUBECONFIG``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+ENV = "BALLAST_GATEWAY_"
+EXIT_OK, EXIT_UNUSABLE = 0, 2
+
+
+def _env(name: str, default: Any = None) -> Any:
+    return os.environ.get(ENV + name, default)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``ballast gateway`` flags (each defaults from ``BALLAST_GATEWAY_<NAME>``)."""
+    ns = _env("NAMESPACES")
+    parser.add_argument(
+        "--routes",
+        metavar="FILE",
+        default=_env("ROUTES"),
+        help="serve this routing-table file (YAML/JSON) and reload it on change "
+        "[$BALLAST_GATEWAY_ROUTES]; without it, watch routing ConfigMaps",
+    )
+    parser.add_argument(
+        "--namespace",
+        action="append",
+        dest="namespaces",
+        metavar="NS",
+        default=[n for n in ns.split(",") if n] if ns else None,
+        help="watch routing ConfigMaps in NS (repeatable; default: all namespaces) "
+        "[$BALLAST_GATEWAY_NAMESPACES, comma-separated]",
+    )
+    parser.add_argument(
+        "--kubeconfig",
+        default=_env("KUBECONFIG"),
+        help="kubeconfig to use outside a pod [$BALLAST_GATEWAY_KUBECONFIG, $KUBECONFIG]",
+    )
+    parser.add_argument(
+        "--host", default=_env("HOST", "0.0.0.0"), help="listen address [%(default)s]"
+    )
+    parser.add_argument(
+        "--port", type=int, default=int(_env("PORT", 8080)), help="listen port [%(default)s]"
+    )
+    parser.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=int(_env("MAX_BODY_BYTES", 10 * 1024 * 1024)),
+        help="largest accepted request body; larger gets 413 [%(default)s]",
+    )
+    parser.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=float(_env("SHUTDOWN_TIMEOUT", 30)),
+        help="seconds to drain in-flight requests on SIGTERM [%(default)s]",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=_env("LOG_LEVEL", "info"),
+        choices=["debug", "info", "warning", "error"],
+        help="[%(default)s]",
+    )
+    parser.add_argument("--loop", default=_env("LOOP", "auto"), choices=["auto", "asyncio", "uvloop"],
+                        help="event loop: uvloop when installed (auto), or force one [%(default)s]")  # fmt: skip
+
+
+def _new_loop(choice: str) -> asyncio.AbstractEventLoop:
+    if choice in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if choice == "uvloop":
+                raise
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the gateway until SIGINT/SIGTERM; 2 when the routes file is unusable at start."""
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    from aiohttp import web
+
+    from ballast.gateway.app import create_app
+    from ballast.gateway.config import GatewayConfig
+    from ballast.routing import RoutesError
+
+    config = GatewayConfig(
+        host=args.host,
+        port=args.port,
+        max_body_bytes=args.max_body_bytes,
+        routes_file=Path(args.routes) if args.routes else None,
+        namespaces=tuple(args.namespaces or ()),
+        kubeconfig=args.kubeconfig,
+        shutdown_timeout=args.shutdown_timeout,
+        log_level=args.log_level,
+    )
+    try:
+        source, kube = _source(config)
+    except (RoutesError, ImportError, OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    loop = _new_loop(args.loop)
+    app = create_app(config, source, kube=kube)
+    logging.getLogger(__name__).info(
+        "gateway listening on %s:%d (%s loop)", config.host, config.port, type(loop).__module__
+    )
+    web.run_app(
+        app,
+        host=config.host,
+        port=config.port,
+        shutdown_timeout=config.shutdown_timeout,
+        access_log=None,
+        print=None,
+        loop=loop,
+    )
+    return EXIT_OK
+
+
+def _source(config: Any) -> tuple[Any, Any]:
+    """The table source and (when one is reachable) the Kubernetes API client."""
+    from ballast.gateway.kube import KubeApi, in_cluster_config, kubeconfig_config
+    from ballast.gateway.sources import FileSource, read_routes
+    from ballast.gateway.watch import ConfigMapSource
+
+    api_cfg = in_cluster_config()
+    if api_cfg is None and (
+        config.kubeconfig or os.environ.get("KUBECONFIG") or config.routes_file is None
+    ):
+        api_cfg = kubeconfig_config(config.kubeconfig)
+    kube = KubeApi(api_cfg) if api_cfg is not None else None
+    if config.routes_file is not None:
+        read_routes(config.routes_file)  # fail fast on a missing or broken file
+        return FileSource(config.routes_file, config.poll_interval), kube
+    if kube is None:
+        raise ValueError("no --routes file and no Kubernetes API (not in a pod, no kubeconfig)")
+    return ConfigMapSource(kube, config.namespaces), kube

@@ -1,0 +1,37 @@
+"""The gateway's settings, as one frozen value built by the CLI (or a test) and passed in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """Everything that tunes the gateway; defaults suit a cluster deployment."""
+
+    host: str = "0.0.0.0"
+    port: int = 8080
+    #: Request bodies above this get 413.
+    max_body_bytes: int = 10 * MIB
+    #: Local mode: serve this routes file. None: watch ConfigMaps.
+    routes_file: Path | None = None
+    #: Namespaces whose routing ConfigMaps are watched; empty means all.
+    namespaces: tuple[str, ...] = ()
+    kubeconfig: str | None = None
+    #: How often the routes file is checked for a change.
+    poll_interval: float = 0.5
+    #: How long a Secret's value is used before it is read again.
+    secret_ttl: float = 60.0
+    #: How long shutdown waits for in-flight requests.
+    shutdown_timeout: float = 30.0
+    #: Non-streaming upstream answers up to this size are read whole before the client
+    #: sees a byte, so a body that breaks off is still retried; larger ones stream.
+    buffer_response_bytes: int = 1 * MIB
+    #: Idle keep-alive of pooled upstream connections.
+    upstream_keepalive: float = 30.0
+    #: Cap on open upstream connections (0: no cap).
+    upstream_connections: int = 0
+    log_level: str = "info"

@@ -1,0 +1,236 @@
+"""The forwarding handler: validate, pick backends, try them in order, pass the answer on.
+
+One :class:`Proxy` per app. Per request: the body is read (bounded) and parsed once; the
+model selects a route in the current snapshot; the strategy orders the candidates; each
+attempt is admitted by the backend's circuit breaker, limited to ``maxAttempts``, and
+retried only on a failure kind listed in ``retryOn``. The first answer that starts is
+committed to the client and streamed chunk by chunk; after that nothing is retried, and
+a stream that breaks ends with an SSE error event (or an aborted connection for
+non-SSE bodies), never a silently short answer. Bodies and keys are never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+
+from ballast.gateway import errors
+from ballast.gateway.bodies import BodyError, ParsedBody, parse_body, with_model
+from ballast.gateway.breaker import Admission, BreakerBoard, CircuitBreaker
+from ballast.gateway.credentials import Credentials, CredentialsUnavailable
+from ballast.gateway.delivery import deliver
+from ballast.gateway.failures import FailureKind, counts_against_backend, retryable
+from ballast.gateway.metrics import UNKNOWN_MODEL, Metrics
+from ballast.gateway.snapshot import Route, TableStore
+from ballast.gateway.upstream import Answer, Failure, attempt, request_headers
+from ballast.routing import RouteBackend
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Context:
+    """One client request on its way through the proxy."""
+
+    request: web.Request
+    body: ParsedBody
+    route: Route
+    path: str
+    start: float
+    attempts: int = 0
+
+
+class Proxy:
+    """Serves ``POST /v1/{chat/completions,completions,embeddings}``."""
+
+    def __init__(
+        self,
+        *,
+        store: TableStore,
+        board: BreakerBoard,
+        credentials: Credentials,
+        metrics: Metrics,
+        session: Callable[[], aiohttp.ClientSession],
+        rng: random.Random,
+        buffer_limit: int,
+        max_body_bytes: int,
+    ) -> None:
+        self.store, self.board, self.credentials = store, board, credentials
+        self.metrics, self.session, self.rng = metrics, session, rng
+        self.buffer_limit, self.max_body_bytes = buffer_limit, max_body_bytes
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        start = time.perf_counter()
+        parsed = await self._read(request)
+        if isinstance(parsed, web.Response):
+            self.metrics.request(UNKNOWN_MODEL, errors.NO_BACKEND, "rejected", 0.0)
+            return parsed
+        route = self.store.current.routes.get(parsed.model)
+        if route is None:
+            self.metrics.request(UNKNOWN_MODEL, errors.NO_BACKEND, "rejected", 0.0)
+            return errors.error_response(
+                404,
+                f"The model `{parsed.model}` does not exist",
+                code="model_not_found",
+                param="model",
+            )
+        self.metrics.in_flight.inc()
+        try:
+            return await self._serve(Context(request, parsed, route, request.path[3:], start))
+        finally:
+            self.metrics.in_flight.dec()
+
+    async def _read(self, request: web.Request) -> ParsedBody | web.Response:
+        if "Content-Type" in request.headers:
+            mime = request.content_type
+            if mime != "application/json" and not mime.endswith("+json"):
+                return errors.error_response(
+                    415,
+                    f"Content-Type must be application/json, not {mime}",
+                    code="unsupported_media_type",
+                )
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return errors.error_response(
+                413,
+                f"request body exceeds the limit of {self.max_body_bytes} bytes",
+                code="request_too_large",
+            )
+        try:
+            return parse_body(raw)
+        except BodyError as e:
+            param = "model" if "model" in str(e) else None
+            return errors.error_response(400, str(e), code="invalid_request", param=param)
+
+    async def _serve(self, ctx: Context) -> web.StreamResponse:
+        table = ctx.route.table
+        fallback = table.fallback
+        failures: list[Failure] = []
+        previous: RouteBackend | None = None
+        for backend in ctx.route.router.candidates(self.board, self.rng):
+            if ctx.attempts >= fallback.max_attempts:
+                break
+            breaker = self.board.get(table.model, backend.name)
+            admission = breaker.admit()
+            if admission is Admission.DENIED:
+                continue
+            self._count_retry(table.model, previous, backend)
+            previous = backend
+            ctx.attempts += 1
+            outcome = await self._attempt(ctx, backend, breaker, admission)
+            if isinstance(outcome, Answer):
+                return await deliver(ctx.request, outcome, self._finisher(ctx, backend, breaker))
+            failures.append(outcome)
+            log.warning(
+                "model %s: backend %s attempt %d failed: %s (%s)",
+                table.model, backend.name, ctx.attempts, outcome.kind.value, outcome.detail,
+            )  # fmt: skip
+            if not retryable(outcome.kind, fallback.retry_on):
+                break
+        return self._give_up(ctx, failures, previous)
+
+    def _count_retry(
+        self, model: str, previous: RouteBackend | None, backend: RouteBackend
+    ) -> None:
+        if previous is None:
+            return
+        self.metrics.retries.labels(model).inc()
+        if backend.priority > previous.priority:
+            self.metrics.fallbacks.labels(model).inc()
+
+    async def _attempt(
+        self, ctx: Context, backend: RouteBackend, breaker: CircuitBreaker, admission: Admission
+    ) -> Answer | Failure:
+        try:
+            auth = await self.credentials.authorization(backend.credentials)
+        except CredentialsUnavailable as e:
+            breaker.abandon(admission)
+            return Failure(FailureKind.CONNECT_FAILURE, f"credentials: {e}")
+        body = with_model(ctx.body, backend.upstream_model)
+        headers = request_headers(ctx.request.headers, auth)
+        url = ctx.route.urls[backend.name][ctx.path]
+        timeout = ctx.route.table.fallback.per_try_timeout_seconds
+        try:
+            outcome = await attempt(self.session(), url, body, headers, timeout, self.buffer_limit)
+        except BaseException:
+            breaker.abandon(admission)
+            raise
+        if isinstance(outcome, Failure) and counts_against_backend(outcome.kind):
+            breaker.failure(admission)
+        else:
+            breaker.success(admission)
+        return outcome
+
+    def _finisher(self, ctx: Context, backend: RouteBackend, breaker: CircuitBreaker) -> Finisher:
+        return Finisher(
+            self.metrics, ctx.route.table.model, backend.name, ctx.attempts, ctx.start, breaker
+        )
+
+    def _give_up(
+        self, ctx: Context, failures: list[Failure], last: RouteBackend | None
+    ) -> web.Response:
+        model = ctx.route.table.model
+        backend = last.name if last is not None else errors.NO_BACKEND
+        response, outcome = give_up_response(model, failures, backend, ctx.attempts)
+        self.metrics.request(model, backend, outcome, time.perf_counter() - ctx.start)
+        return response
+
+
+@dataclass
+class Finisher:
+    """Records how a committed answer ended: metrics, and the breaker if the stream broke."""
+
+    metrics: Metrics
+    model: str
+    backend: str
+    attempts: int
+    start: float
+    breaker: CircuitBreaker
+
+    def first_byte(self) -> None:
+        self.metrics.first_byte(self.model, self.backend, time.perf_counter() - self.start)
+
+    def done(self, outcome: str) -> None:
+        if outcome == "broken":
+            self.breaker.failure(Admission.CLOSED)
+        self.metrics.request(self.model, self.backend, outcome, time.perf_counter() - self.start)
+
+
+def give_up_response(
+    model: str, failures: list[Failure], backend: str, attempts: int
+) -> tuple[web.Response, str]:
+    """The answer when no attempt succeeded, and its metrics outcome."""
+    if not failures:
+        return errors.error_response(
+            503,
+            f"no backend of model {model} is available",
+            type_=errors.SERVER_ERROR,
+            code="no_backend_available",
+        ), "unavailable"
+    last = failures[-1]
+    if all(f.kind is FailureKind.TIMEOUT for f in failures):
+        status, code, outcome = 504, "upstream_timeout", "timeout"
+    elif last.status and last.body is not None:
+        headers = {errors.BACKEND_HEADER: backend, errors.ATTEMPTS_HEADER: str(attempts)}
+        headers["Content-Type"] = last.content_type
+        return web.Response(status=last.status, body=last.body, headers=headers), "upstream_error"
+    elif last.kind is FailureKind.CONNECT_FAILURE:
+        status, code, outcome = 503, "backend_unavailable", "unavailable"
+    elif last.kind is FailureKind.TIMEOUT:
+        status, code, outcome = 504, "upstream_timeout", "timeout"
+    else:
+        status, code, outcome = 502, "bad_gateway", "bad_gateway"
+    message = (
+        f"model {model}: {len(failures)} attempt(s) failed, last: {last.kind.value} ({last.detail})"
+    )
+    response = errors.error_response(
+        status, message, type_=errors.SERVER_ERROR, code=code, backend=backend, attempts=attempts
+    )
+    return response, outcome

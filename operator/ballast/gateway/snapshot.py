@@ -1,0 +1,97 @@
+"""Immutable snapshots of the loaded routing tables, and the store that swaps them.
+
+A request reads ``store.current`` once and uses that snapshot to the end, so a reload
+never changes routes under a request in flight: the new snapshot is built completely
+and swapped in with one assignment. Everything a request needs per model is computed
+here once per load (tiers, upstream URLs, the ``/v1/models`` answer).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from yarl import URL
+
+from ballast.gateway.strategy import Router
+from ballast.routing import RouteBackend, RoutingTable
+
+log = logging.getLogger(__name__)
+
+#: The OpenAI paths the gateway forwards, relative to a backend's base URL.
+FORWARDED_PATHS = ("/chat/completions", "/completions", "/embeddings")
+
+
+@dataclass(frozen=True)
+class Route:
+    """One model's table with what the proxy needs precomputed."""
+
+    table: RoutingTable
+    router: Router
+    #: backend name -> forwarded path -> upstream URL
+    urls: Mapping[str, Mapping[str, URL]]
+
+    @classmethod
+    def build(cls, table: RoutingTable) -> Route:
+        urls = {b.name: _urls(b) for b in table.backends}
+        return cls(table, Router(table), MappingProxyType(urls))
+
+
+def _urls(backend: RouteBackend) -> Mapping[str, URL]:
+    base = backend.url.rstrip("/")
+    return MappingProxyType({p: URL(base + p) for p in FORWARDED_PATHS})
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Every model's route at one moment."""
+
+    routes: Mapping[str, Route] = field(default_factory=lambda: MappingProxyType({}))
+    #: The ``GET /v1/models`` body.
+    models_body: bytes = b'{"object":"list","data":[]}'
+    created: int = 0
+
+    @property
+    def loaded(self) -> bool:
+        return bool(self.routes)
+
+    @classmethod
+    def build(cls, tables: Iterable[RoutingTable], created: int | None = None) -> Snapshot:
+        routes = {t.model: Route.build(t) for t in tables}
+        stamp = int(time.time()) if created is None else created
+        return cls(MappingProxyType(routes), _models_body(sorted(routes), stamp), stamp)
+
+
+def _models_body(models: list[str], created: int) -> bytes:
+    data = [{"id": m, "object": "model", "created": created, "owned_by": "ballast"} for m in models]
+    return json.dumps({"object": "list", "data": data}).encode()
+
+
+class TableStore:
+    """Holds the current snapshot; sources call :meth:`replace`, listeners hear of swaps."""
+
+    def __init__(self) -> None:
+        self.current = Snapshot()
+        self._listeners: list[Callable[[Snapshot], None]] = []
+
+    def subscribe(self, listener: Callable[[Snapshot], None]) -> None:
+        self._listeners.append(listener)
+
+    def replace(self, tables: Iterable[RoutingTable]) -> Snapshot:
+        """Swap in a snapshot of ``tables`` (unchanged tables keep their prebuilt route)."""
+        old = self.current.routes
+        routes: dict[str, Route] = {}
+        for t in tables:
+            prev = old.get(t.model)
+            routes[t.model] = prev if prev is not None and prev.table == t else Route.build(t)
+        stamp = self.current.created or int(time.time())
+        snap = Snapshot(MappingProxyType(routes), _models_body(sorted(routes), stamp), stamp)
+        self.current = snap
+        for listener in self._listeners:
+            listener(snap)
+        log.info("routing tables loaded: %d model(s)", len(routes))
+        return snap

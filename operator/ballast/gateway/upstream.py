@@ -1,0 +1,155 @@
+"""One attempt against one backend: send, wait for the answer's start, classify.
+
+:func:`attempt` returns an :class:`Answer` (the client can be served from it) or a
+:class:`Failure` with its :class:`~ballast.gateway.failures.FailureKind`.
+``perTryTimeoutSeconds`` bounds the time to the response headers and the first body
+chunk (or the whole body when it is small enough to buffer). A non-streaming answer up
+to ``buffer_limit`` bytes is read whole before the client sees anything, so even a body
+that breaks off can still be retried; server-sent events and larger bodies stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from ballast.gateway.failures import FailureKind, kind_of_status
+
+#: Upstream error bodies kept to pass through when every attempt fails (larger: dropped).
+ERROR_BODY_LIMIT = 64 * 1024
+SSE = "text/event-stream"
+
+_HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection"}
+    | {"te", "trailer", "transfer-encoding", "upgrade"}
+)
+_REQUEST_DROP = _HOP_BY_HOP | {"host", "content-length", "authorization", "cookie", "expect"}
+_RESPONSE_DROP = _HOP_BY_HOP | {"content-length", "date", "server"}
+
+
+@dataclass
+class Answer:
+    """An upstream response the client will get (success, or a 4xx that is the client's)."""
+
+    response: aiohttp.ClientResponse
+    #: The whole body when it was buffered; None when it streams.
+    body: bytes | None
+    #: The first chunk of a streaming body.
+    first: bytes = b""
+
+    @property
+    def is_sse(self) -> bool:
+        return self.response.content_type == SSE
+
+
+@dataclass
+class Failure:
+    """An attempt that produced nothing for the client."""
+
+    kind: FailureKind
+    detail: str
+    status: int = 0
+    #: The upstream's complete error body, when it had one small enough to keep.
+    body: bytes | None = None
+    content_type: str = "application/json"
+
+
+def request_headers(incoming: CIMultiDictProxy[str], authorization: str | None) -> CIMultiDict[str]:
+    """The client's headers minus hop-by-hop, auth and gateway ones, plus the backend's key."""
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in incoming.items():
+        low = name.lower()
+        if low not in _REQUEST_DROP and not low.startswith("x-ballast-"):
+            out.add(name, value)
+    if "Content-Type" not in out:
+        out["Content-Type"] = "application/json"
+    if authorization is not None:
+        out["Authorization"] = authorization
+    return out
+
+
+def response_headers(incoming: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+    """The upstream's response headers to pass to the client."""
+    return CIMultiDict((k, v) for k, v in incoming.items() if k.lower() not in _RESPONSE_DROP)
+
+
+async def attempt(
+    session: aiohttp.ClientSession,
+    url: URL,
+    body: bytes,
+    headers: CIMultiDict[str],
+    per_try: float,
+    buffer_limit: int,
+) -> Answer | Failure:
+    """Send ``body`` to ``url`` and wait (at most ``per_try`` seconds) for the answer to start."""
+    resp: aiohttp.ClientResponse | None = None
+    try:
+        async with asyncio.timeout(per_try):
+            resp = await session.post(url, data=body, headers=headers)
+            kind = kind_of_status(resp.status)
+            if kind is not None and kind is not FailureKind.CLIENT_ERROR:
+                return await _status_failure(resp, kind)
+            length = resp.content_length
+            if length is not None and length <= buffer_limit and resp.content_type != SSE:
+                return Answer(resp, await resp.read())
+            return Answer(resp, None, await resp.content.readany())
+    except TimeoutError:
+        _close(resp)
+        return Failure(FailureKind.TIMEOUT, f"no answer within {per_try:g}s")
+    except (aiohttp.ClientError, OSError) as e:
+        _close(resp)
+        return Failure(_kind_of_error(e, answered=resp is not None), _describe(e))
+    except BaseException:
+        _close(resp)
+        raise
+
+
+def _kind_of_error(error: BaseException, answered: bool) -> FailureKind:
+    if answered:
+        return FailureKind.STREAM_BROKEN
+    if isinstance(error, aiohttp.ClientConnectionError | OSError):
+        return FailureKind.CONNECT_FAILURE
+    return FailureKind.STREAM_BROKEN  # an answer that was not valid HTTP
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+async def _status_failure(resp: aiohttp.ClientResponse, kind: FailureKind) -> Failure:
+    """A 5xx/429 answer: keep its body (if small) to pass on should it be the last."""
+    body: bytes | None = None
+    if resp.content_length is None or resp.content_length <= ERROR_BODY_LIMIT:
+        body = await _read_capped(resp, ERROR_BODY_LIMIT)
+    if body is None:
+        resp.close()
+    else:
+        resp.release()
+    return Failure(
+        kind,
+        f"HTTP {resp.status}",
+        resp.status,
+        body,
+        resp.headers.get("Content-Type", "application/json"),
+    )
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await resp.content.readany():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _close(resp: aiohttp.ClientResponse | None) -> None:
+    if resp is not None:
+        resp.close()

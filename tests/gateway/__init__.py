@@ -1,0 +1,1 @@
+"""Gateway tests: real aiohttp backends on loopback, the official openai SDK as client."""

@@ -107,3 +107,23 @@ def test_generated_chart_files_and_install_bundle_are_fresh() -> None:
         cwd=REPO,
     )
     assert out.returncode == 0, f"run `make generate` and commit:\n{out.stderr}"
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([], "http://ballast-gateway.ballast-system.svc/v1"),
+        ([VALUES_ALL], "http://llm-gateway.ballast-system.svc:8000/v1"),
+    ],
+    ids=["default", "all-options"],
+)
+def test_notes_render_the_first_steps(helm: Helm, values: list[Any], expected: str) -> None:
+    args = ["install", "ballast", str(CHART), "--namespace", "ballast-system", "--dry-run=client"]
+    for v in values:
+        args += ["--values", str(v)]
+    out = helm(*args)
+    assert out.returncode == 0, out.stderr
+    notes = out.stdout.partition("NOTES:")[2]
+    assert "kubectl apply -n ai -f manifests/examples/ollama-cpu.yaml" in notes
+    assert "OpenAI(base_url=" in notes
+    assert expected in notes

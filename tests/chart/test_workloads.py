@@ -98,8 +98,15 @@ def test_single_operator_runs_standalone_and_points_status_at_the_gateway(
     assert one(default_objects, "Service", "gateway")["metadata"]["name"] == "ballast-gateway"
 
 
+def test_a_standalone_operator_is_replaced_not_rolled(default_objects: list[Obj]) -> None:
+    spec = one(default_objects, "Deployment", "operator")["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+
+
 def test_two_operator_replicas_turn_on_peering_and_its_crds(helm: Helm) -> None:
     objects = helm.objects(set_=["operator.replicaCount=2"])
+    assert "strategy" not in one(objects, "Deployment", "operator")["spec"]
     args = container(objects, "operator")["args"]
     assert "--peering=ballast" in args
     assert "--standalone" not in args

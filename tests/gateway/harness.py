@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -73,3 +74,12 @@ async def start_gateway(
     gw.runner, gw.state = runner, app[GATEWAY]
     gw.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
     return gw
+
+
+async def eventually(predicate: Callable[[], object], within: float = 3.0) -> None:
+    """Wait until ``predicate()`` is true; fail after ``within`` seconds."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + within
+    while not predicate():
+        assert loop.time() < end, f"condition not reached within {within}s"
+        await asyncio.sleep(0.01)

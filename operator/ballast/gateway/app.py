@@ -71,7 +71,10 @@ def create_app(
     metrics = Metrics(registry)
     store = TableStore()
     board = BreakerBoard(clock, metrics.breaker_changed)
-    store.subscribe(lambda snap: _tables_changed(snap, board, metrics))
+    store.subscribe(
+        lambda snap: _tables_changed(snap, board, metrics),
+        on_error=lambda _message: metrics.reload_errors.inc(),
+    )
     creds = credentials or Credentials(kube, ttl=config.secret_ttl)
     gw = Gateway(config, store, board, metrics, creds)
     proxy = Proxy(

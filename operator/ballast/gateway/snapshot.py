@@ -72,14 +72,27 @@ def _models_body(models: list[str], created: int) -> bytes:
 
 
 class TableStore:
-    """Holds the current snapshot; sources call :meth:`replace`, listeners hear of swaps."""
+    """Holds the current snapshot; sources call :meth:`replace` (or :meth:`failed`)."""
 
     def __init__(self) -> None:
         self.current = Snapshot()
         self._listeners: list[Callable[[Snapshot], None]] = []
+        self._error_listeners: list[Callable[[str], None]] = []
 
-    def subscribe(self, listener: Callable[[Snapshot], None]) -> None:
+    def subscribe(
+        self,
+        listener: Callable[[Snapshot], None],
+        on_error: Callable[[str], None] | None = None,
+    ) -> None:
+        """Hear of every swap (and, with ``on_error``, of every table that failed to load)."""
         self._listeners.append(listener)
+        if on_error is not None:
+            self._error_listeners.append(on_error)
+
+    def failed(self, message: str) -> None:
+        """A source could not load tables; the current snapshot stays."""
+        for listener in self._error_listeners:
+            listener(message)
 
     def replace(self, tables: Iterable[RoutingTable]) -> Snapshot:
         """Swap in a snapshot of ``tables`` (unchanged tables keep their prebuilt route)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -49,15 +49,9 @@ def read_routes(path: Path) -> list[RoutingTable]:
 class FileSource:
     """Serves a routes file and follows its changes."""
 
-    def __init__(
-        self,
-        path: Path,
-        interval: float = 0.5,
-        on_error: Callable[[str], None] | None = None,
-    ) -> None:
+    def __init__(self, path: Path, interval: float = 0.5) -> None:
         self.path = path
         self.interval = interval
-        self._on_error = on_error
         self._last_text: str | None = None
 
     async def run(self, store: TableStore) -> None:
@@ -70,7 +64,7 @@ class FileSource:
         try:
             text = await asyncio.to_thread(self.path.read_text, encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
-            self._report(f"{self.path}: cannot read: {e}", key=f"<unreadable:{e}>")
+            self._report(store, f"{self.path}: cannot read: {e}", key=f"<unreadable:{e}>")
             return
         if text == self._last_text:
             return
@@ -78,15 +72,14 @@ class FileSource:
         try:
             tables = await asyncio.to_thread(parse_tables, text, str(self.path))
         except RoutesError as e:
-            self._report(f"{e}; keeping the last good tables", key=None)
+            self._report(store, f"{e}; keeping the last good tables", key=None)
             return
         store.replace(tables)
 
-    def _report(self, message: str, key: str | None) -> None:
+    def _report(self, store: TableStore, message: str, key: str | None) -> None:
         if key is not None:
             if key == self._last_text:
                 return  # same problem as last time: reported already
             self._last_text = key
         log.error("routes file: %s", message)
-        if self._on_error is not None:
-            self._on_error(message)
+        store.failed(message)

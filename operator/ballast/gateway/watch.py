@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from ballast.gateway.kube import KubeApi, KubeError
@@ -33,18 +33,18 @@ class ConfigMapSource:
         api: KubeApi,
         namespaces: Sequence[str] = (),
         *,
-        on_error: Callable[[str], None] | None = None,
         max_backoff: float = 10.0,
     ) -> None:
         self.api = api
         self.scopes: list[str | None] = list(namespaces) or [None]
         self.selector = f"{ROUTES_LABEL}=true"
-        self._on_error = on_error
+        self._store: TableStore | None = None
         self._max_backoff = max_backoff
         self._maps: dict[MapKey, list[RoutingTable]] = {}
         self._conflicts: list[str] = []
 
     async def run(self, store: TableStore) -> None:
+        self._store = store
         await asyncio.gather(*(self._follow(scope, store) for scope in self.scopes))
 
     async def _follow(self, scope: str | None, store: TableStore) -> None:
@@ -123,8 +123,8 @@ class ConfigMapSource:
 
     def _report(self, message: str) -> None:
         log.error("%s", message)
-        if self._on_error is not None:
-            self._on_error(message)
+        if self._store is not None:
+            self._store.failed(message)
 
 
 def _key(obj: dict[str, Any]) -> MapKey:

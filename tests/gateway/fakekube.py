@@ -1,0 +1,123 @@
+"""A tiny Kubernetes API server for the gateway's three calls: list/watch ConfigMaps, get Secrets.
+
+Real HTTP on 127.0.0.1, bearer-token checked, with resourceVersions, label selectors,
+namespace scoping, watch streams and "410 Gone" on demand. Every request is recorded so
+tests can prove the gateway used nothing but what ``ballast.permissions.GATEWAY`` grants.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+TOKEN = "gateway-sa-token"
+
+
+@dataclass
+class FakeKube:
+    configmaps: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    secrets: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+    events: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
+    version: int = 100
+    expire_watches: bool = False
+    _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    _runner: web.AppRunner | None = None
+    url: str = ""
+
+    async def start(self) -> FakeKube:
+        app = web.Application()
+        app.router.add_get("/api/v1/configmaps", self._configmaps)
+        app.router.add_get("/api/v1/namespaces/{ns}/configmaps", self._configmaps)
+        app.router.add_get("/api/v1/namespaces/{ns}/secrets/{name}", self._secret)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def put_configmap(
+        self, ns: str, name: str, data: dict[str, str], labels: dict[str, str]
+    ) -> None:
+        kind = "MODIFIED" if (ns, name) in self.configmaps else "ADDED"
+        self.version += 1
+        obj = {"metadata": {"namespace": ns, "name": name, "labels": labels,
+                            "resourceVersion": str(self.version)}, "data": data}  # fmt: skip
+        self.configmaps[(ns, name)] = obj
+        await self._emit(kind, obj)
+
+    async def delete_configmap(self, ns: str, name: str) -> None:
+        obj = self.configmaps.pop((ns, name))
+        self.version += 1
+        obj = {**obj, "metadata": {**obj["metadata"], "resourceVersion": str(self.version)}}
+        await self._emit("DELETED", obj)
+
+    def put_secret(self, ns: str, name: str, data: dict[str, str]) -> None:
+        self.secrets[(ns, name)] = {
+            k: base64.b64encode(v.encode()).decode() for k, v in data.items()
+        }
+
+    async def _emit(self, kind: str, obj: dict[str, Any]) -> None:
+        self.events.append((self.version, kind, obj))
+        async with self._changed:
+            self._changed.notify_all()
+
+    def _authorized(self, request: web.Request) -> bool:
+        self.requests.append((request.method, request.path, dict(request.query)))
+        return request.headers.get("Authorization") == f"Bearer {TOKEN}"
+
+    @staticmethod
+    def _matches(obj: dict[str, Any], ns: str | None, selector: str) -> bool:
+        key, _, value = selector.partition("=")
+        labels = obj["metadata"].get("labels") or {}
+        return (ns is None or obj["metadata"]["namespace"] == ns) and labels.get(key) == value
+
+    async def _configmaps(self, request: web.Request) -> web.StreamResponse:
+        if not self._authorized(request):
+            return web.json_response({"code": 401}, status=401)
+        ns = request.match_info.get("ns")
+        selector = request.query.get("labelSelector", "")
+        if request.query.get("watch") in ("1", "true"):
+            return await self._watch(request, ns, selector, int(request.query["resourceVersion"]))
+        items = [o for o in self.configmaps.values() if self._matches(o, ns, selector)]
+        return web.json_response(
+            {"items": items, "metadata": {"resourceVersion": str(self.version)}}
+        )
+
+    async def _watch(
+        self, request: web.Request, ns: str | None, selector: str, since: int
+    ) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+        if self.expire_watches:
+            gone = {
+                "type": "ERROR",
+                "object": {"kind": "Status", "code": 410, "message": "too old"},
+            }
+            await resp.write(json.dumps(gone).encode() + b"\n")
+            return resp
+        while True:
+            for version, kind, obj in list(self.events):
+                if version > since and self._matches(obj, ns, selector):
+                    await resp.write(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
+                since = max(since, version)
+            async with self._changed:
+                await self._changed.wait()
+
+    async def _secret(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return web.json_response({"code": 401}, status=401)
+        data = self.secrets.get((request.match_info["ns"], request.match_info["name"]))
+        if data is None:
+            return web.json_response({"code": 404}, status=404)
+        return web.json_response({"kind": "Secret", "data": data})

@@ -1,0 +1,93 @@
+"""``ballast gateway`` as a real process: flags, env vars, fail-fast, graceful drain on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.gateway.backends import free_port
+from tests.gateway.conftest import BackendFactory
+from tests.gateway.harness import backend_row, table
+
+CLI = [sys.executable, "-m", "ballast.cli", "gateway"]
+
+
+async def wait_ready(url: str, proc: asyncio.subprocess.Process, within: float = 15) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + within
+    async with aiohttp.ClientSession() as http:
+        while loop.time() < end:
+            assert proc.returncode is None, "gateway exited"
+            try:
+                async with http.get(url + "/readyz") as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.05)
+    raise AssertionError("gateway not ready")
+
+
+@pytest.mark.slow
+async def test_sigterm_drains_in_flight_request(backend: BackendFactory, tmp_path: Path) -> None:
+    primary = await backend("primary")
+    primary.behave(delay=1.0)
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(json.dumps(table("chat", [backend_row("primary", primary.url)])))
+    port = free_port()
+    env = os.environ | {"BALLAST_GATEWAY_PORT": str(port), "BALLAST_GATEWAY_LOG_LEVEL": "warning"}
+    proc = await asyncio.create_subprocess_exec(
+        *CLI, "--routes", str(routes), "--host", "127.0.0.1", "--loop", "asyncio",
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        await wait_ready(url, proc)
+        async with aiohttp.ClientSession() as http:
+            body = {"model": "chat", "input": "x"}
+            pending = asyncio.create_task(http.post(url + "/v1/embeddings", json=body))
+            await asyncio.sleep(0.3)
+            proc.send_signal(signal.SIGTERM)
+            resp = await pending
+            assert resp.status == 200
+            assert (await resp.json())["model"] == "primary-upstream"
+        assert await asyncio.wait_for(proc.wait(), 10) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+def test_unusable_routes_file_fails_fast(tmp_path: Path) -> None:
+    broken = tmp_path / "routes.yaml"
+    broken.write_text("model: chat\nbackends: []\n")
+    for path in (broken, tmp_path / "missing.yaml"):
+        out = subprocess.run(
+            [*CLI, "--routes", str(path), "--port", "0"], capture_output=True, text=True, timeout=30
+        )
+        assert out.returncode == 2
+        assert str(path) in out.stderr
+        assert "Traceback" not in out.stderr
+
+
+def test_help_lists_flags_and_env_vars() -> None:
+    out = subprocess.run([*CLI, "--help"], capture_output=True, text=True, timeout=30, check=True)
+    for flag in ("--routes", "--namespace", "--host", "--port", "--max-body-bytes", "--log-level"):
+        assert flag in out.stdout
+    assert "BALLAST_GATEWAY_ROUTES" in out.stdout
+
+
+def test_cli_module_imports_no_aiohttp() -> None:
+    code = "import sys, ballast.gateway.cli; print('aiohttp' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30
+    )
+    assert out.stdout.strip() == "False"

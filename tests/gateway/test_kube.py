@@ -1,0 +1,165 @@
+"""In-cluster mode against a fake API server: ConfigMap watch, Secret credentials, nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from ballast.gateway.app import GATEWAY, create_app
+from ballast.gateway.config import GatewayConfig
+from ballast.gateway.kube import ApiConfig, KubeApi
+from ballast.gateway.watch import ConfigMapSource
+from ballast.naming import ROUTES_KEY, ROUTES_LABEL
+from tests.gateway.conftest import BackendFactory, async_client
+from tests.gateway.fakekube import TOKEN, FakeKube
+from tests.gateway.harness import GatewayUnderTest, backend_row, eventually, table
+
+LABELS = {ROUTES_LABEL: "true"}
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture
+async def kube() -> AsyncIterator[FakeKube]:
+    fake = await FakeKube().start()
+    yield fake
+    await fake.stop()
+
+
+async def start(kube: FakeKube, namespaces: tuple[str, ...] = (), **cfg: Any) -> GatewayUnderTest:
+    api = KubeApi(ApiConfig(host=kube.url, token=TOKEN))
+    config = GatewayConfig(host="127.0.0.1", port=0, namespaces=namespaces, **cfg)
+    app = create_app(config, ConfigMapSource(api, namespaces, max_backoff=0.2), kube=api)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    gw = GatewayUnderTest(f"http://127.0.0.1:{runner.addresses[0][1]}", None, runner, app[GATEWAY])  # type: ignore[arg-type]
+    return gw
+
+
+def routes(*tables: dict[str, Any]) -> dict[str, str]:
+    return {ROUTES_KEY: json.dumps(list(tables))}
+
+
+async def test_configmap_tables_are_served_and_followed(
+    kube: FakeKube, backend: BackendFactory
+) -> None:
+    old, new = await backend("old"), await backend("new")
+    await kube.put_configmap(
+        "ai", "chat-routes", routes(table("chat", [backend_row("old", old.url)])), LABELS
+    )
+    await kube.put_configmap(
+        "ai", "other", {ROUTES_KEY: "[]"}, {"app": "x"}
+    )  # not labelled: ignored
+    gw = await start(kube)
+    try:
+        await eventually(lambda: gw.state.store.current.loaded)
+        old.behave(delay=0.5)
+        async with async_client(gw) as client:
+            slow = asyncio.create_task(
+                client.chat.completions.with_raw_response.create(model="chat", messages=MESSAGES)
+            )
+            await asyncio.sleep(0.1)
+            await kube.put_configmap(
+                "ai", "chat-routes", routes(table("chat", [backend_row("new", new.url)])), LABELS
+            )
+            await eventually(lambda: "new" in gw.state.store.current.routes["chat"].urls, within=1)
+            assert (
+                await client.chat.completions.with_raw_response.create(
+                    model="chat", messages=MESSAGES
+                )
+            ).headers["x-ballast-backend"] == "new"
+            assert (await slow).headers["x-ballast-backend"] == "old"  # in flight across the swap
+            await kube.put_configmap("ai", "chat-routes", {ROUTES_KEY: "{broken"}, LABELS)
+            await asyncio.sleep(0.2)
+            assert "chat" in gw.state.store.current.routes
+            await kube.delete_configmap("ai", "chat-routes")
+            await eventually(lambda: not gw.state.store.current.loaded, within=1)
+    finally:
+        await gw.stop()
+    assert {(m, p) for m, p, _ in kube.requests} <= {("GET", "/api/v1/configmaps")}
+
+
+async def test_namespaces_scope_and_conflicts(kube: FakeKube, backend: BackendFactory) -> None:
+    b = await backend("b")
+    await kube.put_configmap(
+        "ai", "a-routes", routes(table("chat", [backend_row("a", b.url)])), LABELS
+    )
+    await kube.put_configmap(
+        "ai", "z-routes", routes(table("chat", [backend_row("z", b.url)])), LABELS
+    )
+    await kube.put_configmap(
+        "other", "x", routes(table("hidden", [backend_row("x", b.url)])), LABELS
+    )
+    gw = await start(kube, namespaces=("ai",))
+    try:
+        await eventually(lambda: gw.state.store.current.loaded)
+        routes_now = gw.state.store.current.routes
+        assert set(routes_now) == {"chat"}
+        assert set(routes_now["chat"].urls) == {"a"}  # first by (namespace, name) wins
+    finally:
+        await gw.stop()
+    assert {p for _, p, _ in kube.requests} == {"/api/v1/namespaces/ai/configmaps"}
+
+
+async def test_expired_watch_relists(kube: FakeKube, backend: BackendFactory) -> None:
+    b = await backend("b")
+    kube.expire_watches = True
+    gw = await start(kube)
+    try:
+        await kube.put_configmap(
+            "ai", "r", routes(table("chat", [backend_row("b", b.url)])), LABELS
+        )
+        await eventually(lambda: gw.state.store.current.loaded, within=2)
+    finally:
+        await gw.stop()
+
+
+async def test_secret_credentials_sent_upstream_and_refreshed(
+    kube: FakeKube, backend: BackendFactory
+) -> None:
+    cloud = await backend("cloud")
+    kube.put_secret("ai", "llm-keys", {"openai": "sk-first\n"})
+    creds = {"secret": {"namespace": "ai", "name": "llm-keys", "key": "openai"}}
+    row = backend_row("cloud", cloud.url, credentials=creds)
+    await kube.put_configmap("ai", "chat-routes", routes(table("chat", [row])), LABELS)
+    gw = await start(kube, secret_ttl=0.3)
+    try:
+        await eventually(lambda: gw.state.store.current.loaded)
+        async with async_client(gw) as client:
+            await asyncio.gather(
+                *(client.embeddings.create(model="chat", input="x") for _ in range(5))
+            )
+            kube.put_secret("ai", "llm-keys", {"openai": "sk-second"})
+            await asyncio.sleep(0.4)
+            await client.embeddings.create(model="chat", input="x")
+    finally:
+        await gw.stop()
+    keys = [s.headers["Authorization"] for s in cloud.seen]
+    assert keys == ["Bearer sk-first"] * 5 + ["Bearer sk-second"]
+    secret_gets = [r for r in kube.requests if "/secrets/" in r[1]]
+    assert len(secret_gets) == 2  # cached: one get per TTL, not per request
+    assert {r[1] for r in secret_gets} == {"/api/v1/namespaces/ai/secrets/llm-keys"}
+
+
+async def test_missing_secret_fails_over(kube: FakeKube, backend: BackendFactory) -> None:
+    cloud, local = await backend("cloud"), await backend("local")
+    creds = {"secret": {"namespace": "ai", "name": "absent", "key": "k"}}
+    rows = [
+        backend_row("cloud", cloud.url, credentials=creds),
+        backend_row("local", local.url, priority=1),
+    ]
+    await kube.put_configmap("ai", "r", routes(table("chat", rows)), LABELS)
+    gw = await start(kube)
+    try:
+        await eventually(lambda: gw.state.store.current.loaded)
+        async with async_client(gw) as client:
+            raw = await client.embeddings.with_raw_response.create(model="chat", input="x")
+    finally:
+        await gw.stop()
+    assert raw.headers["x-ballast-backend"] == "local"
+    assert cloud.seen == []

@@ -71,19 +71,27 @@ def _invalid() -> list[Case]:
             make_llmservice(without(external(priority=0), "url")),
             f"{b0}.url",
         ),
-        Case("external-with-replicas", make_llmservice(external(priority=0, replicas=2)), b0),
+        Case(
+            "external-with-replicas",
+            make_llmservice(external(priority=0, replicas=2)),
+            f"{b0}.replicas",
+        ),
         Case(
             "external-with-scaling",
             make_llmservice(external(priority=0, scaling={"maxReplicas": 2})),
-            b0,
+            f"{b0}.scaling",
         ),
-        Case("external-with-image", make_llmservice(external(priority=0, image="x:1")), b0),
+        Case(
+            "external-with-image", make_llmservice(external(priority=0, image="x:1")), f"{b0}.image"
+        ),
         Case(
             "external-with-resources",
             make_llmservice(external(priority=0, resources={"limits": {"cpu": 1}})),
-            b0,
+            f"{b0}.resources",
         ),
-        Case("external-with-args", make_llmservice(external(priority=0, args=["--x"])), b0),
+        Case(
+            "external-with-args", make_llmservice(external(priority=0, args=["--x"])), f"{b0}.args"
+        ),
         Case("self-hosted-with-url", make_llmservice(vllm(url="http://x/v1")), f"{b0}.url"),
         Case(
             "self-hosted-with-secret",

@@ -133,7 +133,8 @@ def openapi_schema() -> Schema:
         "properties": {
             "apiVersion": {"type": "string", "description": "APIVersion of this object."},
             "kind": {"type": "string", "description": "Kind of this object."},
-            "metadata": {"type": "object", "description": "Standard object metadata."},
+            # the API server forbids anything on metadata but its type
+            "metadata": {"type": "object"},
             "spec": spec,
             "status": status,
         },

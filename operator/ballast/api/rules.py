@@ -70,8 +70,6 @@ def _every_tier_weighted(spec: Mapping[str, Any]) -> bool:
     return all(total > 0 for total in tiers.values())
 
 
-_NO_POD_FIELDS_CEL = " && ".join(f"!has(self.{f})" for f in POD_FIELDS)
-
 RULES: tuple[Rule, ...] = (
     Rule(
         scope="spec",
@@ -111,14 +109,16 @@ RULES: tuple[Rule, ...] = (
         check=lambda b: _external(b) or "url" not in b,
         reason="UnexpectedURL",
     ),
-    Rule(
-        scope="backend",
-        cel=f"self.engine != 'openai' || ({_NO_POD_FIELDS_CEL})",
-        message=(
-            "engine openai runs no pods: remove " + ", ".join(POD_FIELDS[:-1]) + " and scaling"
-        ),
-        check=lambda b: not _external(b) or not any(f in b for f in POD_FIELDS),
-        reason="PodFieldsOnExternalBackend",
+    *(
+        Rule(
+            scope="backend",
+            cel=f"self.engine != 'openai' || !has(self.{f})",
+            message=f"engine openai (an external API) runs no pods: remove {f}",
+            field=f".{f}",
+            check=lambda b, f=f: not _external(b) or f not in b,  # type: ignore[misc]
+            reason="PodFieldsOnExternalBackend",
+        )
+        for f in POD_FIELDS
     ),
     Rule(
         scope="backend",

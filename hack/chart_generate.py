@@ -221,7 +221,8 @@ def values_schema() -> tuple[Schema, list[tuple[str, str, str, str]]]:
         if not isinstance(value, dict) or "$ref" in sub:
             sub["default"] = value
         kind = sub.get("type") or sub.get("$ref", "").rpartition("/")[2] or "string or integer"
-        rows.append((key, kind, json.dumps(value), comments[path]))
+        shown = "" if isinstance(value, dict) and "$ref" not in sub else f"`{json.dumps(value)}`"
+        rows.append((key, kind, shown, comments[path]))
     if missing:
         raise SystemExit("values.yaml keys without a comment: " + ", ".join(missing))
     return schema, rows
@@ -234,7 +235,7 @@ def schema_and_readme() -> dict[Path, str]:
     table = ["| Key | Type | Default | Description |", "| --- | --- | --- | --- |"]
     for key, kind, default, description in rows:
         cell = description.replace("|", "\\|")
-        table.append(f"| `{key}` | {kind} | `{default}` | {cell} |")
+        table.append(f"| `{key}` | {kind} | {default} | {cell} |")
     head, _, rest = readme.partition(README_START)
     _, _, tail = rest.partition(README_END)
     if not rest:

@@ -122,7 +122,7 @@ INVALID: list[tuple[str, JSON, str, str]] = [
     (
         "pod-fields-on-external",
         llmservice(backends=[external(image="ghcr.io/x/y:1", replicas=2)]),
-        "spec.backends[0]",
+        "spec.backends[0].image",
         "runs no pods",
     ),
     (

@@ -150,14 +150,21 @@ def _add_delegated_arguments(module: str, parser: argparse.ArgumentParser) -> No
     try:
         mod = importlib.import_module(module)
     except ModuleNotFoundError as e:
-        if e.name != module:
+        if not e.name or not module.startswith(e.name):
             raise
+        parser.set_defaults(delegate=None, missing=module)
         return
     mod.add_arguments(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "missing", None):
+        print(
+            f"error: {args.command} is not available in this build ({args.missing})",
+            file=sys.stderr,
+        )
+        return EXIT_UNUSABLE
     if getattr(args, "delegate", None):
         mod = importlib.import_module(args.delegate)
         run: Callable[[argparse.Namespace], int] = mod.main

@@ -197,6 +197,7 @@ OPERATOR: Schema = obj(
         "metricsPort": PORT,
         "healthPort": PORT,
         "gatewayEndpoint": {"type": "string", "pattern": "^(https?://.+)?$"},
+        "logFormat": {"type": "string", "enum": ["json", "plain"]},
         **_pod_settings(),
         **_placement(),
     }

@@ -170,3 +170,22 @@ def test_gateway_can_be_turned_off(helm: Helm) -> None:
     names = [o["metadata"]["name"] for o in objects]
     assert not [n for n in names if "gateway" in n]
     assert not [a for a in container(objects, "operator")["args"] if "--gateway-endpoint" in a]
+
+
+def test_operator_settings_from_the_chart_args_match_the_values(all_objects: list[Obj]) -> None:
+    from ballast.controller.cli import settings_from
+
+    settings = settings_from(parse(container(all_objects, "operator")["args"]))
+    assert settings.namespaces == ("ai", "team-b")
+    assert (settings.peering, settings.standalone) == ("llm-peering", False)
+    assert settings.metrics_port == 9191
+    assert settings.liveness == "http://0.0.0.0:8181/healthz"
+    assert settings.gateway_endpoint == "https://llm.example.com/v1"
+    assert (settings.log_format, settings.verbose) == ("plain", True)
+
+
+def test_gateway_flags_from_the_chart_args_match_the_values(all_objects: list[Obj]) -> None:
+    args = parse(container(all_objects, "gateway")["args"])
+    assert args.namespaces == ["ai", "team-b"]
+    assert (args.port, args.max_body_bytes, args.shutdown_timeout) == (8088, 4194304, 45.0)
+    assert args.routes is None

@@ -21,8 +21,18 @@ async def chat(gw, **kw):  # type: ignore[no-untyped-def]
         )
 
 
+@pytest.fixture(params=["h1", "aiohttp"])
+def client_kind(request: pytest.FixtureRequest) -> str:
+    """Every failover behaviour holds with either upstream HTTP client."""
+    return str(request.param)
+
+
 async def two_tier(
-    backend: BackendFactory, gateway: GatewayFactory, primary_url: str | None = None, **fallback
+    backend: BackendFactory,
+    gateway: GatewayFactory,
+    primary_url: str | None = None,
+    client: str = "h1",
+    **fallback,
 ):  # type: ignore[no-untyped-def]
     primary = await backend("primary")
     cloud = await backend("cloud")
@@ -30,15 +40,15 @@ async def two_tier(
         backend_row("primary", primary_url or primary.url),
         backend_row("cloud", cloud.url, priority=1),
     ]
-    gw = await gateway([table("chat", rows, **fallback)])
+    gw = await gateway([table("chat", rows, **fallback)], upstream_client=client)
     return primary, cloud, gw
 
 
 async def test_refused_connection_falls_back(
-    backend: BackendFactory, gateway: GatewayFactory
+    backend: BackendFactory, gateway: GatewayFactory, client_kind: str
 ) -> None:
     _, cloud, gw = await two_tier(
-        backend, gateway, primary_url=f"http://127.0.0.1:{free_port()}/v1"
+        backend, gateway, primary_url=f"http://127.0.0.1:{free_port()}/v1", client=client_kind
     )
     raw = await chat(gw)
     assert raw.parse().choices[0].message.content == "hello from cloud"
@@ -51,9 +61,9 @@ async def test_refused_connection_falls_back(
 
 @pytest.mark.parametrize("mode", ["status", "drop"])
 async def test_server_error_or_dropped_connection_falls_back(
-    backend: BackendFactory, gateway: GatewayFactory, mode: str
+    backend: BackendFactory, gateway: GatewayFactory, client_kind: str, mode: str
 ) -> None:
-    primary, _, gw = await two_tier(backend, gateway)
+    primary, _, gw = await two_tier(backend, gateway, client=client_kind)
     primary.behave(mode, status=503)
     raw = await chat(gw)
     assert raw.headers["x-ballast-backend"] == "cloud"
@@ -61,8 +71,10 @@ async def test_server_error_or_dropped_connection_falls_back(
     assert len(primary.seen) == 1
 
 
-async def test_timeout_falls_back(backend: BackendFactory, gateway: GatewayFactory) -> None:
-    primary, _, gw = await two_tier(backend, gateway, perTryTimeoutSeconds=1)
+async def test_timeout_falls_back(
+    backend: BackendFactory, gateway: GatewayFactory, client_kind: str
+) -> None:
+    primary, _, gw = await two_tier(backend, gateway, client=client_kind, perTryTimeoutSeconds=1)
     primary.behave(delay=5)
     raw = await chat(gw)
     assert raw.headers["x-ballast-backend"] == "cloud"
@@ -70,9 +82,11 @@ async def test_timeout_falls_back(backend: BackendFactory, gateway: GatewayFacto
 
 
 async def test_every_attempt_timing_out_is_504(
-    backend: BackendFactory, gateway: GatewayFactory
+    backend: BackendFactory, gateway: GatewayFactory, client_kind: str
 ) -> None:
-    primary, cloud, gw = await two_tier(backend, gateway, perTryTimeoutSeconds=1)
+    primary, cloud, gw = await two_tier(
+        backend, gateway, client=client_kind, perTryTimeoutSeconds=1
+    )
     primary.behave(delay=3)
     cloud.behave(delay=3)
     with pytest.raises(openai.APIStatusError) as err:
@@ -83,13 +97,15 @@ async def test_every_attempt_timing_out_is_504(
 
 
 async def test_429_retried_only_when_listed(
-    backend: BackendFactory, gateway: GatewayFactory
+    backend: BackendFactory, gateway: GatewayFactory, client_kind: str
 ) -> None:
-    primary, _, gw = await two_tier(backend, gateway, retryOn=["429"])
+    primary, _, gw = await two_tier(backend, gateway, client=client_kind, retryOn=["429"])
     primary.behave("status", status=429)
     assert (await chat(gw)).headers["x-ballast-backend"] == "cloud"
 
-    primary2, cloud2, gw2 = await two_tier(backend, gateway, retryOn=["5xx", "connect-failure"])
+    primary2, cloud2, gw2 = await two_tier(
+        backend, gateway, client=client_kind, retryOn=["5xx", "connect-failure"]
+    )
     primary2.behave("status", status=429)
     with pytest.raises(openai.RateLimitError) as err:
         await chat(gw2)
@@ -98,8 +114,10 @@ async def test_429_retried_only_when_listed(
     assert cloud2.seen == []
 
 
-async def test_400_is_never_retried(backend: BackendFactory, gateway: GatewayFactory) -> None:
-    primary, cloud, gw = await two_tier(backend, gateway)
+async def test_400_is_never_retried(
+    backend: BackendFactory, gateway: GatewayFactory, client_kind: str
+) -> None:
+    primary, cloud, gw = await two_tier(backend, gateway, client=client_kind)
     primary.behave("status", status=400)
     with pytest.raises(openai.BadRequestError) as err:
         await chat(gw)
@@ -110,9 +128,11 @@ async def test_400_is_never_retried(backend: BackendFactory, gateway: GatewayFac
 
 
 async def test_5xx_not_listed_goes_straight_back(
-    backend: BackendFactory, gateway: GatewayFactory
+    backend: BackendFactory, gateway: GatewayFactory, client_kind: str
 ) -> None:
-    primary, cloud, gw = await two_tier(backend, gateway, retryOn=["connect-failure"])
+    primary, cloud, gw = await two_tier(
+        backend, gateway, client=client_kind, retryOn=["connect-failure"]
+    )
     primary.behave("status", status=500)
     with pytest.raises(openai.InternalServerError):
         await chat(gw)
@@ -170,9 +190,9 @@ async def test_breaker_opens_then_closes_after_open_seconds(
 
 
 async def test_stream_breaking_after_first_chunk_raises(
-    backend: BackendFactory, gateway: GatewayFactory
+    backend: BackendFactory, gateway: GatewayFactory, client_kind: str
 ) -> None:
-    primary, cloud, gw = await two_tier(backend, gateway)
+    primary, cloud, gw = await two_tier(backend, gateway, client=client_kind)
     primary.behave("break", chunks=5, break_after=1, chunk_delay=0.05)
     received: list[str] = []
     async with async_client(gw) as client:
@@ -195,9 +215,9 @@ async def test_stream_breaking_after_first_chunk_raises(
 
 
 async def test_stream_broken_before_first_byte_is_retried(
-    backend: BackendFactory, gateway: GatewayFactory
+    backend: BackendFactory, gateway: GatewayFactory, client_kind: str
 ) -> None:
-    primary, _, gw = await two_tier(backend, gateway)
+    primary, _, gw = await two_tier(backend, gateway, client=client_kind)
     primary.behave("break", break_after=0)
     async with async_client(gw) as client:
         stream = await client.chat.completions.create(model="chat", messages=MESSAGES, stream=True)

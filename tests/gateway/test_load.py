@@ -15,14 +15,15 @@ CONCURRENCY = 32
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("client_kind", ["h1", "aiohttp"])
 async def test_primary_killed_midway_no_client_request_fails(
-    backend: BackendFactory, gateway: GatewayFactory
+    backend: BackendFactory, gateway: GatewayFactory, client_kind: str
 ) -> None:
     primary = await backend("primary")
     cloud = await backend("cloud")
     primary.behave(delay=0.002)  # keep requests in flight at the primary when it dies
     rows = [backend_row("primary", primary.url), backend_row("cloud", cloud.url, priority=1)]
-    gw = await gateway([table("chat", rows)])
+    gw = await gateway([table("chat", rows)], upstream_client=client_kind)
     served: Counter[str] = Counter()
     after_kill: Counter[str] = Counter()
     failures: list[BaseException] = []

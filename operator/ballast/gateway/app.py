@@ -1,12 +1,12 @@
 """The gateway application: built by :func:`create_app` from a config and a table source.
 
-All state (table store, breakers, credentials, metrics, the upstream session) is made
+All state (table store, breakers, credentials, metrics, the upstream client) is made
 here and hung on the app; there are no module-level singletons, so tests and benchmarks
-can run several gateways in one process. The upstream ``ClientSession`` is shared by all
-requests: a pooled ``TCPConnector`` with keep-alive and a DNS cache, and
-``auto_decompress=False`` so bodies pass through byte for byte (``Content-Encoding``
-included). Lifecycle (session, Kubernetes client, table source task) runs in a cleanup
-context, so ``GracefulExit`` first drains in-flight requests, then closes them.
+can run several gateways in one process. One upstream client is shared by all requests:
+pooled keep-alive connections, bodies passed through byte for byte (no decompression),
+see :mod:`ballast.gateway.h1`. Lifecycle (client, Kubernetes client, table source task)
+runs in a cleanup context, so ``GracefulExit`` first drains in-flight requests, then
+closes them.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
-import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
@@ -27,11 +26,13 @@ from ballast.gateway import errors
 from ballast.gateway.breaker import BreakerBoard, Clock
 from ballast.gateway.config import GatewayConfig
 from ballast.gateway.credentials import Credentials
+from ballast.gateway.h1 import Pool
 from ballast.gateway.kube import KubeApi
 from ballast.gateway.metrics import Metrics
 from ballast.gateway.proxy import Proxy
 from ballast.gateway.snapshot import FORWARDED_PATHS, Snapshot, TableStore
 from ballast.gateway.sources import TableSource
+from ballast.gateway.upstream import UpstreamClient
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +46,13 @@ class Gateway:
     board: BreakerBoard
     metrics: Metrics
     credentials: Credentials
-    session: aiohttp.ClientSession | None = None
+    client: UpstreamClient | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
-    def http(self) -> aiohttp.ClientSession:
-        if self.session is None:
-            raise RuntimeError("the gateway's upstream session is not open (app not started)")
-        return self.session
+    def upstream(self) -> UpstreamClient:
+        if self.client is None:
+            raise RuntimeError("the gateway's upstream client is not open (app not started)")
+        return self.client
 
 
 GATEWAY = web.AppKey("ballast_gateway", Gateway)
@@ -82,7 +83,7 @@ def create_app(
         board=board,
         credentials=creds,
         metrics=metrics,
-        session=gw.http,
+        client=gw.upstream,
         rng=rng or random.Random(),
         buffer_limit=config.buffer_response_bytes,
         max_body_bytes=config.max_body_bytes,
@@ -111,29 +112,22 @@ def _tables_changed(snap: Snapshot, board: BreakerBoard, metrics: Metrics) -> No
     metrics.models.set(len(snap.routes))
 
 
-def upstream_session(config: GatewayConfig) -> aiohttp.ClientSession:
-    """The shared, pooled upstream client."""
-    connector = aiohttp.TCPConnector(
-        limit=config.upstream_connections,
-        limit_per_host=0,
-        keepalive_timeout=config.upstream_keepalive,
-        ttl_dns_cache=30,
-        use_dns_cache=True,
-    )
-    return aiohttp.ClientSession(
-        connector=connector,
-        auto_decompress=False,
-        timeout=aiohttp.ClientTimeout(total=None, sock_connect=None),
-        skip_auto_headers=("User-Agent", "Accept-Encoding"),
-        cookie_jar=aiohttp.DummyCookieJar(),
-    )
+def upstream_client(config: GatewayConfig) -> UpstreamClient:
+    """The shared, pooled upstream client the config names."""
+    if config.upstream_client == "aiohttp":
+        from ballast.gateway.aioclient import AiohttpClient
+
+        return AiohttpClient(keepalive=config.upstream_keepalive)
+    if config.upstream_client != "h1":
+        raise ValueError(f"unknown upstream client {config.upstream_client!r} (h1 or aiohttp)")
+    return Pool(keepalive=config.upstream_keepalive)
 
 
 def _lifecycle(
     gw: Gateway, tables: TableSource, kube: KubeApi | None
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        gw.session = upstream_session(gw.config)
+        gw.client = upstream_client(gw.config)
         if kube is not None:
             await kube.start()
         task = asyncio.create_task(_run_source(tables, gw.store), name="ballast-tables")
@@ -144,7 +138,7 @@ def _lifecycle(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            await gw.session.close()
+            await gw.client.close()
             if kube is not None:
                 await kube.close()
 

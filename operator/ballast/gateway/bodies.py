@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 _KEY = b'"model"'
@@ -65,11 +66,18 @@ def _splice(raw: bytes, old: str, new: str) -> bytes | None:
     if raw[pos : pos + 1] != b":":
         return None
     pos = _skip_space(raw, pos + 1)
-    replacement = json.dumps(new, ensure_ascii=False).encode()
-    for spelled in {json.dumps(old).encode(), json.dumps(old, ensure_ascii=False).encode()}:
+    for spelled in _spellings(old):
         if raw.startswith(spelled, pos):
-            return raw[:pos] + replacement + raw[pos + len(spelled) :]
+            return raw[:pos] + _spellings(new)[-1] + raw[pos + len(spelled) :]
     return None
+
+
+@lru_cache(maxsize=4096)
+def _spellings(name: str) -> tuple[bytes, ...]:
+    """The JSON spellings of a model name: ASCII-escaped, then (if different) raw UTF-8."""
+    escaped = json.dumps(name).encode()
+    raw = json.dumps(name, ensure_ascii=False).encode()
+    return (escaped,) if raw == escaped else (escaped, raw)
 
 
 def _skip_space(raw: bytes, pos: int) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -74,6 +75,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["debug", "info", "warning", "error"],
         help="[%(default)s]",
     )
+    parser.add_argument(
+        "--upstream-client",
+        default=_env("UPSTREAM_CLIENT", "h1"),
+        choices=["h1", "aiohttp"],
+        help="upstream HTTP client: the lean built-in one, or aiohttp's [%(default)s]",
+    )
     parser.add_argument("--loop", default=_env("LOOP", "auto"), choices=["auto", "asyncio", "uvloop"],
                         help="event loop: uvloop when installed (auto), or force one [%(default)s]")  # fmt: skip
 
@@ -110,6 +117,7 @@ def main(args: argparse.Namespace) -> int:
         kubeconfig=args.kubeconfig,
         shutdown_timeout=args.shutdown_timeout,
         log_level=args.log_level,
+        upstream_client=args.upstream_client,
     )
     try:
         source, kube = _source(config)
@@ -118,6 +126,8 @@ def main(args: argparse.Namespace) -> int:
         return EXIT_UNUSABLE
     loop = _new_loop(args.loop)
     app = create_app(config, source, kube=kube)
+    gc.collect()
+    gc.freeze()  # startup objects (modules, models) out of the collector's way: shorter pauses
     logging.getLogger(__name__).info(
         "gateway listening on %s:%d (%s loop)", config.host, config.port, type(loop).__module__
     )

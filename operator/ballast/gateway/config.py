@@ -30,8 +30,9 @@ class GatewayConfig:
     #: Non-streaming upstream answers up to this size are read whole before the client
     #: sees a byte, so a body that breaks off is still retried; larger ones stream.
     buffer_response_bytes: int = 1 * MIB
-    #: Idle keep-alive of pooled upstream connections.
-    upstream_keepalive: float = 30.0
-    #: Cap on open upstream connections (0: no cap).
-    upstream_connections: int = 0
+    #: Idle keep-alive of pooled upstream connections (below uvicorn's 5 s default, so the
+    #: gateway, not the engine, closes idle ones).
+    upstream_keepalive: float = 4.0
+    #: The upstream HTTP client: "h1" (lean, default) or "aiohttp" (ClientSession).
+    upstream_client: str = "h1"
     log_level: str = "info"

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
-import aiohttp
 from aiohttp import web
 
 from ballast.gateway import errors
-from ballast.gateway.upstream import Answer, response_headers
+from ballast.gateway.h1 import UpstreamError
+from ballast.gateway.upstream import Answer, UpstreamResponse, response_headers
 
 
 class Finish(Protocol):
@@ -64,12 +64,12 @@ async def deliver(request: web.Request, answer: Answer, finish: Finish) -> web.S
     return out
 
 
-async def _pump(upstream: aiohttp.ClientResponse, out: web.StreamResponse) -> str:
+async def _pump(upstream: UpstreamResponse, out: web.StreamResponse) -> str:
     """Copy the rest of the body; "ok", or "broken" when the upstream broke off."""
     while True:
         try:
-            chunk = await upstream.content.readany()
-        except (aiohttp.ClientError, OSError):
+            chunk = await upstream.read_chunk()
+        except UpstreamError:
             return "broken"
         if not chunk:
             await out.write_eof()

@@ -57,7 +57,9 @@ class Metrics:
             ["model", "backend"],
             registry=r,
         )
-        self.in_flight = Gauge(PREFIX + "in_flight", "Requests being answered.", registry=r)
+        self.in_flight = 0
+        in_flight = Gauge(PREFIX + "in_flight", "Requests being answered.", registry=r)
+        in_flight.set_function(lambda: self.in_flight)  # read at scrape time: no lock per request
         self.models = Gauge(PREFIX + "models", "Served models in the loaded tables.", registry=r)
         self.reload_errors = Counter(
             PREFIX + "routes_errors", "Routing tables that could not be loaded.", registry=r

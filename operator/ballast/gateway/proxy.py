@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import aiohttp
 from aiohttp import web
 
 from ballast.gateway import errors
@@ -28,7 +27,7 @@ from ballast.gateway.delivery import deliver
 from ballast.gateway.failures import FailureKind, counts_against_backend, retryable
 from ballast.gateway.metrics import UNKNOWN_MODEL, Metrics
 from ballast.gateway.snapshot import Route, TableStore
-from ballast.gateway.upstream import Answer, Failure, attempt, request_headers
+from ballast.gateway.upstream import Answer, Failure, UpstreamClient, attempt, request_headers
 from ballast.routing import RouteBackend
 
 log = logging.getLogger(__name__)
@@ -56,13 +55,13 @@ class Proxy:
         board: BreakerBoard,
         credentials: Credentials,
         metrics: Metrics,
-        session: Callable[[], aiohttp.ClientSession],
+        client: Callable[[], UpstreamClient],
         rng: random.Random,
         buffer_limit: int,
         max_body_bytes: int,
     ) -> None:
         self.store, self.board, self.credentials = store, board, credentials
-        self.metrics, self.session, self.rng = metrics, session, rng
+        self.metrics, self.client, self.rng = metrics, client, rng
         self.buffer_limit, self.max_body_bytes = buffer_limit, max_body_bytes
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -80,11 +79,11 @@ class Proxy:
                 code="model_not_found",
                 param="model",
             )
-        self.metrics.in_flight.inc()
+        self.metrics.in_flight += 1
         try:
             return await self._serve(Context(request, parsed, route, request.path[3:], start))
         finally:
-            self.metrics.in_flight.dec()
+            self.metrics.in_flight -= 1
 
     async def _read(self, request: web.Request) -> ParsedBody | web.Response:
         if "Content-Type" in request.headers:
@@ -158,7 +157,7 @@ class Proxy:
         url = ctx.route.urls[backend.name][ctx.path]
         timeout = ctx.route.table.fallback.per_try_timeout_seconds
         try:
-            outcome = await attempt(self.session(), url, body, headers, timeout, self.buffer_limit)
+            outcome = await attempt(self.client(), url, body, headers, timeout, self.buffer_limit)
         except BaseException:
             breaker.abandon(admission)
             raise

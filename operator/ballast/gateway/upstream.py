@@ -5,19 +5,23 @@
 ``perTryTimeoutSeconds`` bounds the time to the response headers and the first body
 chunk (or the whole body when it is small enough to buffer). A non-streaming answer up
 to ``buffer_limit`` bytes is read whole before the client sees anything, so even a body
-that breaks off can still be retried; server-sent events and larger bodies stream.
+that breaks off can still be retried; server-sent events and larger bodies stream. The
+HTTP client is either :mod:`~ballast.gateway.h1` (default) or
+:mod:`~ballast.gateway.aioclient`; both raise the :mod:`h1` exceptions.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
-import aiohttp
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict, MultiMapping
 from yarl import URL
 
 from ballast.gateway.failures import FailureKind, kind_of_status
+from ballast.gateway.h1 import ConnectError, Disconnected, UpstreamError
 
 #: Upstream error bodies kept to pass through when every attempt fails (larger: dropped).
 ERROR_BODY_LIMIT = 64 * 1024
@@ -31,11 +35,33 @@ _REQUEST_DROP = _HOP_BY_HOP | {"host", "content-length", "authorization", "cooki
 _RESPONSE_DROP = _HOP_BY_HOP | {"content-length", "date", "server"}
 
 
+class UpstreamResponse(Protocol):
+    status: int
+    reason: str
+    content_length: int | None
+
+    @property
+    def headers(self) -> MultiMapping[str]: ...
+    @property
+    def content_type(self) -> str: ...
+    async def read(self) -> bytes: ...
+    async def read_chunk(self) -> bytes: ...
+    def release(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class UpstreamClient(Protocol):
+    async def post(
+        self, url: URL, body: bytes, headers: Iterable[tuple[str, str]]
+    ) -> UpstreamResponse: ...
+    async def close(self) -> None: ...
+
+
 @dataclass
 class Answer:
     """An upstream response the client will get (success, or a 4xx that is the client's)."""
 
-    response: aiohttp.ClientResponse
+    response: UpstreamResponse
     #: The whole body when it was buffered; None when it streams.
     body: bytes | None
     #: The first chunk of a streaming body.
@@ -58,70 +84,67 @@ class Failure:
     content_type: str = "application/json"
 
 
-def request_headers(incoming: CIMultiDictProxy[str], authorization: str | None) -> CIMultiDict[str]:
+def request_headers(
+    incoming: MultiMapping[str], authorization: str | None
+) -> list[tuple[str, str]]:
     """The client's headers minus hop-by-hop, auth and gateway ones, plus the backend's key."""
-    out: CIMultiDict[str] = CIMultiDict()
+    out = []
+    content_type = False
     for name, value in incoming.items():
         low = name.lower()
         if low not in _REQUEST_DROP and not low.startswith("x-ballast-"):
-            out.add(name, value)
-    if "Content-Type" not in out:
-        out["Content-Type"] = "application/json"
+            out.append((name, value))
+            content_type = content_type or low == "content-type"
+    if not content_type:
+        out.append(("Content-Type", "application/json"))
     if authorization is not None:
-        out["Authorization"] = authorization
+        out.append(("Authorization", authorization))
     return out
 
 
-def response_headers(incoming: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+def response_headers(incoming: MultiMapping[str]) -> CIMultiDict[str]:
     """The upstream's response headers to pass to the client."""
     return CIMultiDict((k, v) for k, v in incoming.items() if k.lower() not in _RESPONSE_DROP)
 
 
 async def attempt(
-    session: aiohttp.ClientSession,
+    client: UpstreamClient,
     url: URL,
     body: bytes,
-    headers: CIMultiDict[str],
+    headers: list[tuple[str, str]],
     per_try: float,
     buffer_limit: int,
 ) -> Answer | Failure:
     """Send ``body`` to ``url`` and wait (at most ``per_try`` seconds) for the answer to start."""
-    resp: aiohttp.ClientResponse | None = None
+    resp: UpstreamResponse | None = None
     try:
         async with asyncio.timeout(per_try):
-            resp = await session.post(url, data=body, headers=headers)
+            resp = await client.post(url, body, headers)
             kind = kind_of_status(resp.status)
             if kind is not None and kind is not FailureKind.CLIENT_ERROR:
                 return await _status_failure(resp, kind)
             length = resp.content_length
             if length is not None and length <= buffer_limit and resp.content_type != SSE:
                 return Answer(resp, await resp.read())
-            return Answer(resp, None, await resp.content.readany())
+            return Answer(resp, None, await resp.read_chunk())
     except TimeoutError:
         _close(resp)
         return Failure(FailureKind.TIMEOUT, f"no answer within {per_try:g}s")
-    except (aiohttp.ClientError, OSError) as e:
+    except UpstreamError as e:
         _close(resp)
-        return Failure(_kind_of_error(e, answered=resp is not None), _describe(e))
+        return Failure(_kind_of_error(e, answered=resp is not None), str(e))
     except BaseException:
         _close(resp)
         raise
 
 
-def _kind_of_error(error: BaseException, answered: bool) -> FailureKind:
-    if answered:
-        return FailureKind.STREAM_BROKEN
-    if isinstance(error, aiohttp.ClientConnectionError | OSError):
+def _kind_of_error(error: UpstreamError, answered: bool) -> FailureKind:
+    if not answered and isinstance(error, ConnectError | Disconnected):
         return FailureKind.CONNECT_FAILURE
-    return FailureKind.STREAM_BROKEN  # an answer that was not valid HTTP
+    return FailureKind.STREAM_BROKEN  # the answer broke off, or was not valid HTTP
 
 
-def _describe(error: BaseException) -> str:
-    text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-async def _status_failure(resp: aiohttp.ClientResponse, kind: FailureKind) -> Failure:
+async def _status_failure(resp: UpstreamResponse, kind: FailureKind) -> Failure:
     """A 5xx/429 answer: keep its body (if small) to pass on should it be the last."""
     body: bytes | None = None
     if resp.content_length is None or resp.content_length <= ERROR_BODY_LIMIT:
@@ -130,19 +153,14 @@ async def _status_failure(resp: aiohttp.ClientResponse, kind: FailureKind) -> Fa
         resp.close()
     else:
         resp.release()
-    return Failure(
-        kind,
-        f"HTTP {resp.status}",
-        resp.status,
-        body,
-        resp.headers.get("Content-Type", "application/json"),
-    )
+    content_type = resp.headers.get("Content-Type", "application/json")
+    return Failure(kind, f"HTTP {resp.status}", resp.status, body, content_type)
 
 
-async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes | None:
+async def _read_capped(resp: UpstreamResponse, limit: int) -> bytes | None:
     chunks: list[bytes] = []
     size = 0
-    while chunk := await resp.content.readany():
+    while chunk := await resp.read_chunk():
         size += len(chunk)
         if size > limit:
             return None
@@ -150,6 +168,6 @@ async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes | None
     return b"".join(chunks)
 
 
-def _close(resp: aiohttp.ClientResponse | None) -> None:
+def _close(resp: UpstreamResponse | None) -> None:
     if resp is not None:
         resp.close()

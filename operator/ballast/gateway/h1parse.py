@@ -1,0 +1,176 @@
+"""Incremental HTTP/1.1 response parsing for :mod:`ballast.gateway.h1`.
+
+A push parser: bytes are fed as they arrive and the parser calls back into the response
+(``started``, ``body``, ``complete``, ``fail``). It understands what upstream engines
+send: a status line, headers, then a body framed by ``Content-Length``, by chunked
+transfer coding (chunk extensions and trailers skipped), or by the connection's close;
+1xx interim responses are skipped. Anything else is a :class:`ProtocolError`.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from multidict import CIMultiDict
+
+MAX_HEAD = 64 * 1024
+MAX_LINE = 4096
+HEAD, LENGTH, CHUNK_SIZE, CHUNK_DATA, CHUNK_END, TRAILER, UNTIL_CLOSE, DONE = range(8)
+
+
+class ProtocolError(Exception):
+    """Bytes that are not a valid HTTP/1.x response."""
+
+
+class Sink(Protocol):
+    """What the parser reports to (implemented by ``h1.Response``)."""
+
+    status: int
+    reason: str
+    headers: CIMultiDict[str]
+    keep_alive: bool
+    content_length: int | None
+
+    def started(self) -> None: ...
+    def body(self, data: bytes) -> None: ...
+    def complete(self) -> None: ...
+    def fail(self, error: Exception) -> None: ...
+
+
+class Parser:
+    """Parses one response at a time; :meth:`reset` before the next on the same connection."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.state = HEAD
+        self.buf = bytearray()
+        self.remaining = 0
+        self.seen_bytes = False
+
+    def feed(self, data: bytes, sink: Sink) -> None:
+        self.seen_bytes = True
+        self.buf += data
+        while self.buf and self.state != DONE:
+            if not self._step(sink):
+                return
+        if self.state == DONE and self.buf:
+            sink.keep_alive = False  # bytes beyond the response: do not reuse
+
+    def eof(
+        self, sink: Sink, exc: Exception | None, errors: tuple[type[Exception], type[Exception]]
+    ) -> None:
+        """The connection ended; ``errors`` is (before-any-byte, mid-response) exception types."""
+        if self.state == UNTIL_CLOSE:
+            self.state = DONE
+            sink.complete()
+        elif self.state != DONE:
+            before, during = errors
+            reason = f": {exc}" if exc else ""
+            if self.state == HEAD and not self.seen_bytes:
+                sink.fail(before(f"connection closed before the response{reason}"))
+            else:
+                sink.fail(during(f"connection closed mid-response{reason}"))
+
+    def _step(self, sink: Sink) -> bool:
+        """Advance one state; False when more bytes are needed."""
+        if self.state == HEAD:
+            return self._head(sink)
+        if self.state in (LENGTH, CHUNK_DATA):
+            take = min(self.remaining, len(self.buf))
+            sink.body(bytes(self.buf[:take]))
+            del self.buf[:take]
+            self.remaining -= take
+            if self.remaining == 0 and self.state == LENGTH:
+                self._finish(sink)
+            elif self.remaining == 0:
+                self.state = CHUNK_END
+            return True
+        if self.state == UNTIL_CLOSE:
+            sink.body(bytes(self.buf))
+            self.buf.clear()
+            return True
+        line = self._line()
+        if line is None:
+            return False
+        if self.state == CHUNK_SIZE:
+            self._chunk_size(line, sink)
+        elif self.state == CHUNK_END:
+            if line:
+                raise ProtocolError("chunk data longer than its size")
+            self.state = CHUNK_SIZE
+        elif not line:  # TRAILER: an empty line ends the trailers
+            self._finish(sink)
+        return True
+
+    def _finish(self, sink: Sink) -> None:
+        self.state = DONE
+        sink.complete()
+
+    def _line(self) -> bytes | None:
+        at = self.buf.find(b"\r\n")
+        if at < 0:
+            if len(self.buf) > MAX_LINE:
+                raise ProtocolError("line too long")
+            return None
+        line = bytes(self.buf[:at])
+        del self.buf[: at + 2]
+        return line
+
+    def _chunk_size(self, line: bytes, sink: Sink) -> None:
+        try:
+            size = int(line.split(b";", 1)[0].strip(), 16)
+        except ValueError:
+            raise ProtocolError(f"bad chunk size {line[:20]!r}") from None
+        if size < 0:
+            raise ProtocolError("negative chunk size")
+        self.state, self.remaining = (CHUNK_DATA, size) if size else (TRAILER, 0)
+
+    def _head(self, sink: Sink) -> bool:
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self.buf) > MAX_HEAD:
+                raise ProtocolError("response head too large")
+            return False
+        lines = bytes(self.buf[:end]).split(b"\r\n")
+        del self.buf[: end + 4]
+        version, status, reason = _status_line(lines[0])
+        if 100 <= status < 200:
+            return True  # interim response: the real one follows
+        headers: CIMultiDict[str] = CIMultiDict()
+        for line in lines[1:]:
+            name, sep, value = line.partition(b":")
+            if not sep or not name or name != name.strip():
+                raise ProtocolError(f"bad header line {line[:40]!r}")
+            headers.add(name.decode("latin-1"), value.strip().decode("utf-8", "surrogateescape"))
+        sink.status, sink.reason, sink.headers = status, reason, headers
+        self._framing(sink, version, status, headers)
+        sink.started()
+        if self.state == DONE:
+            sink.complete()
+        return True
+
+    def _framing(self, sink: Sink, version: bytes, status: int, headers: CIMultiDict[str]) -> None:
+        connection = headers.get("Connection", "").lower()
+        sink.keep_alive = version == b"HTTP/1.1" and "close" not in connection
+        if "chunked" in headers.get("Transfer-Encoding", "").lower():
+            self.state = CHUNK_SIZE
+        elif (length := headers.get("Content-Length")) is not None:
+            if not length.strip().isdigit():
+                raise ProtocolError(f"bad Content-Length {length!r}")
+            sink.content_length = self.remaining = int(length)
+            self.state = LENGTH if self.remaining else DONE
+        elif status in (204, 304):
+            self.state = DONE
+        else:
+            self.state = UNTIL_CLOSE
+            sink.keep_alive = False
+
+
+def _status_line(line: bytes) -> tuple[bytes, int, str]:
+    parts = line.split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+        raise ProtocolError(f"bad status line {line[:40]!r}")
+    reason = parts[2].decode("latin-1") if len(parts) == 3 else ""
+    return parts[0], int(parts[1]), reason

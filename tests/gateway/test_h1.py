@@ -1,0 +1,182 @@
+"""The lean upstream client against raw sockets: framing, splitting, reuse, errors."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+
+import pytest
+from yarl import URL
+
+from ballast.gateway.h1 import BodyError, ConnectError, Disconnected, Pool
+from tests.gateway.backends import free_port
+
+Script = Callable[[int], Sequence[bytes]]  # request number -> pieces to send
+
+
+class RawServer:
+    """Answers each request with scripted raw bytes, piece by piece."""
+
+    def __init__(self, script: Script, close_after: bool = False) -> None:
+        self.script, self.close_after = script, close_after
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> RawServer:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    @property
+    def url(self) -> URL:
+        assert self.server is not None
+        return URL(f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/v1/x")
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                self.requests.append(head + await reader.readexactly(length))
+                for piece in self.script(len(self.requests)):
+                    writer.write(piece)
+                    await writer.drain()
+                    await asyncio.sleep(0.005)
+                if self.close_after:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[..., asyncio.Future[RawServer]]]:
+    servers: list[RawServer] = []
+
+    async def make(script: Script, **kw: bool) -> RawServer:
+        s = await RawServer(script, **kw).start()
+        servers.append(s)
+        return s
+
+    yield make  # type: ignore[misc]
+    for s in servers:
+        await s.stop()
+
+
+async def body_of(pool: Pool, url: URL) -> tuple[int, bytes]:
+    resp = await pool.post(url, b'{"a":1}', [("Content-Type", "application/json")])
+    return resp.status, await resp.read()
+
+
+async def test_content_length_reuses_one_connection(serve) -> None:  # type: ignore[no-untyped-def]
+    srv = await serve(lambda n: [b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel", b"lo"])
+    pool = Pool()
+    assert await body_of(pool, srv.url) == (200, b"hello")
+    assert await body_of(pool, srv.url) == (200, b"hello")
+    assert srv.connections == 1
+    assert srv.requests[0].startswith(b"POST /v1/x HTTP/1.1\r\nHost: 127.0.0.1:")
+    assert srv.requests[0].endswith(b'Content-Length: 7\r\n\r\n{"a":1}')
+    await pool.close()
+
+
+async def test_chunked_with_extensions_trailers_and_byte_by_byte_arrival(serve) -> None:  # type: ignore[no-untyped-def]
+    raw = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n"
+    srv = await serve(lambda n: [raw[i : i + 1] for i in range(len(raw))] if n == 1 else [raw])
+    pool = Pool()
+    assert await body_of(pool, srv.url) == (200, b"hello world")
+    assert await body_of(pool, srv.url) == (200, b"hello world")
+    assert srv.connections == 1
+    await pool.close()
+
+
+async def test_streamed_chunks_arrive_separately(serve) -> None:  # type: ignore[no-untyped-def]
+    srv = await serve(
+        lambda n: [
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/event-stream\r\n\r\n",
+            b"3\r\none\r\n",
+            b"3\r\ntwo\r\n",
+            b"0\r\n\r\n",
+        ]
+    )
+    pool = Pool()
+    resp = await pool.post(srv.url, b"{}", [])
+    assert resp.content_type == "text/event-stream"
+    assert await resp.read_chunk() == b"one"
+    assert await resp.read_chunk() == b"two"
+    assert await resp.read_chunk() == b""
+    await pool.close()
+
+
+async def test_body_until_close_and_connection_close(serve) -> None:  # type: ignore[no-untyped-def]
+    srv = await serve(
+        lambda n: [b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it"], close_after=True
+    )
+    pool = Pool()
+    assert await body_of(pool, srv.url) == (200, b"all of it")
+    assert await body_of(pool, srv.url) == (200, b"all of it")
+    assert srv.connections == 2
+    await pool.close()
+
+
+async def test_no_content(serve) -> None:  # type: ignore[no-untyped-def]
+    srv = await serve(lambda n: [b"HTTP/1.1 204 No Content\r\n\r\n"])
+    pool = Pool()
+    assert await body_of(pool, srv.url) == (204, b"")
+    assert await body_of(pool, srv.url) == (204, b"")
+    await pool.close()
+
+
+async def test_idle_connection_closed_by_server_is_replaced_transparently(serve) -> None:  # type: ignore[no-untyped-def]
+    srv = await serve(
+        lambda n: [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"], close_after=True
+    )
+    pool = Pool()
+    await body_of(pool, srv.url)
+    await asyncio.sleep(0.05)  # the server closed it; the pool may not have noticed yet
+    assert await body_of(pool, srv.url) == (200, b"ok")
+    await pool.close()
+
+
+@pytest.mark.parametrize(
+    ("pieces", "error"),
+    [
+        ([b"garbage\r\n\r\n"], BodyError),
+        ([b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"], BodyError),
+        ([b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"], BodyError),
+        ([b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"], BodyError),
+        ([b"HTTP/1.1 200 O"], BodyError),
+        ([], Disconnected),
+    ],
+)
+async def test_broken_responses_raise(serve, pieces: list[bytes], error: type[Exception]) -> None:  # type: ignore[no-untyped-def]
+    srv = await serve(lambda n: pieces, close_after=True)
+    pool = Pool()
+    with pytest.raises(error):
+        await body_of(pool, srv.url)
+    await pool.close()
+
+
+async def test_refused_connection_is_connect_error() -> None:
+    pool = Pool()
+    with pytest.raises(ConnectError):
+        await pool.post(URL(f"http://127.0.0.1:{free_port()}/v1/x"), b"{}", [])
+
+
+async def test_large_body_is_read_with_flow_control(serve) -> None:  # type: ignore[no-untyped-def]
+    big = b"x" * (3 * 1024 * 1024)
+    srv = await serve(lambda n: [b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(big), big])
+    pool = Pool()
+    resp = await pool.post(srv.url, b"{}", [])
+    await asyncio.sleep(
+        0.2
+    )  # let the server push: the client pauses reading at its high-water mark
+    assert resp._buffered <= 2 * 1024 * 1024
+    assert await resp.read() == big
+    await pool.close()

@@ -1,0 +1,151 @@
+"""Building and running one operator: kopf settings, login, background tasks, metrics server.
+
+:func:`run` is what ``ballast run`` calls. kopf is configured so that it keeps
+nothing of its own under ``status`` and no finalizer on LLMServices: progress and
+the last handled spec live in ``ballast.dev/*`` annotations, the operator has no
+deletion handler, daemon or timer (the health loop is one task for all objects),
+so deleting an LLMService takes as long as garbage collection and no longer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import uuid
+from typing import Any
+
+import aiohttp
+import aiohttp.web
+import kopf
+
+from ballast.controller.core import Controller
+from ballast.controller.events import Events
+from ballast.controller.kube import KubeClient
+from ballast.controller.monitor import Monitor
+from ballast.controller.peering import PeeringGate
+from ballast.controller.probes import Prober, Secrets
+from ballast.controller.settings import Settings
+from ballast.naming import MANAGED_BY
+from ballast.permissions import MANAGED_KINDS
+
+logger = logging.getLogger("ballast.controller")
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+
+
+def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
+    """kopf's settings for Ballast (see the module docstring)."""
+    ks = kopf.OperatorSettings()
+    ks.persistence.finalizer = "ballast.dev/finalizer"
+    ks.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="ballast.dev")
+    ks.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="ballast.dev", key="last-handled-configuration"
+    )
+    ks.posting.level = logging.WARNING
+    ks.posting.reporting_component = "ballast-operator"
+    ks.posting.event_name_prefix = "ballast-"
+    ks.watching.server_timeout = settings.watch_timeout
+    ks.watching.client_timeout = settings.watch_timeout + 60
+    ks.watching.connect_timeout = 10
+    ks.networking.request_timeout = 60
+    ks.networking.connect_timeout = 10
+    ks.execution.max_workers = 4
+    for kind in MANAGED_KINDS:
+        version = kind.api_version.rpartition("/")[2]
+        ks.watching.label_selectors[kind.group, version, kind.plural] = (
+            f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+        )
+    return ks
+
+
+class App:
+    """One operator process: the controller plus what runs around it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.identity = os.environ.get("POD_ID") or f"ballast-{uuid.uuid4().hex[:8]}"
+        self.kube = KubeClient(self._credentials)
+        self.controller = Controller(settings, self.kube, Events(self.kube, self.identity))
+        self._tasks: list[asyncio.Task[None]] = []
+        self._session: aiohttp.ClientSession | None = None
+        self._metrics: aiohttp.web.AppRunner | None = None
+        self._info: Any = None
+
+    # -- credentials -------------------------------------------------------------
+
+    def login(self, **kwargs: Any) -> Any:
+        """kopf's login: in-cluster ServiceAccount, else kubeconfig (exec plugins via the client)."""
+        info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+        if info is not None and not (info.token or info.certificate_path or info.certificate_data):
+            info = kopf.login_via_client(**kwargs) or info
+        if info is None:
+            raise kopf.LoginError("no in-cluster ServiceAccount and no kubeconfig found")
+        self._info = info
+        return info
+
+    async def _credentials(self) -> Any:
+        return self.login(logger=logger) if self._info is None else self._info
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def start(self, indices: dict[str, Any]) -> None:
+        """Attach kopf's indices and start the health loop, metrics server and peering gate."""
+        self.controller.services = indices["llmservices"]
+        self.controller.children.indices = [indices[f"children_{k.plural}"] for k in MANAGED_KINDS]
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self.settings.probe_concurrency)
+        )
+        prober = Prober(
+            self._session,
+            Secrets(self.kube, self.settings.secret_retry),
+            self.settings.probe_url_override,
+            self.settings.probe_concurrency,
+            self.settings.probe_timeout,
+        )
+        self._spawn(Monitor(self.controller, prober).run(), "health loop")
+        if self.settings.peering:
+            gate = PeeringGate(
+                self.kube,
+                self.settings.peering,
+                self.settings.namespaces,
+                self.identity,
+                self.settings.priority,
+            )
+            await gate.ensure()
+            self.controller.active = await gate.leading()
+            self._spawn(gate.run(self.controller), "peering gate")
+        if self.settings.metrics_port:
+            await self._serve_metrics(self.settings.metrics_port)
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        task.add_done_callback(_log_crash)
+        self._tasks.append(task)
+
+    async def _serve_metrics(self, port: int) -> None:
+        async def metrics(_: aiohttp.web.Request) -> aiohttp.web.Response:
+            body, content_type = self.controller.metrics.exposition()
+            return aiohttp.web.Response(body=body, headers={"Content-Type": content_type})
+
+        web = aiohttp.web.Application()
+        web.router.add_get("/metrics", metrics)
+        self._metrics = aiohttp.web.AppRunner(web, access_log=None)
+        await self._metrics.setup()
+        await aiohttp.web.TCPSite(self._metrics, "0.0.0.0", port).start()
+
+    async def stop(self) -> None:
+        await self.controller.events.flush()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self._metrics is not None:
+            await self._metrics.cleanup()
+        if self._session is not None:
+            await self._session.close()
+        await self.kube.close()
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("%s stopped: %r", task.get_name(), task.exception())

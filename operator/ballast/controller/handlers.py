@@ -1,0 +1,86 @@
+"""The kopf handlers, registered on a registry for one :class:`~.app.App` (no global registry).
+
+Handlers are thin: they pass kopf's body to the controller and return ``None``,
+so kopf stores nothing under ``status``. API errors become ``kopf.TemporaryError``
+(retried with backoff); a rejected spec is not an error (status says why, and the
+next edit is handled as usual), so it never turns into a retry storm.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from ballast.api import GROUP, PLURAL, VERSION
+from ballast.controller.app import MANAGED_BY_LABEL, App
+from ballast.controller.children import child_of
+from ballast.controller.kube import ApiError
+from ballast.controller.services import entry_of
+from ballast.naming import MANAGED_BY
+from ballast.permissions import MANAGED_KINDS, ManagedKind
+
+MANAGED = {MANAGED_BY_LABEL: MANAGED_BY}
+
+
+def _retry(error: ApiError, retry: int) -> kopf.TemporaryError:
+    return kopf.TemporaryError(str(error), delay=min(60.0, 2.0 ** min(retry, 6)))
+
+
+def register(registry: kopf.OperatorRegistry, app: App) -> None:
+    """Register every handler of ``app`` on ``registry``."""
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> Any:
+        return app.login(**kwargs)
+
+    @kopf.on.startup(registry=registry)
+    async def startup(**kwargs: Any) -> None:
+        await app.start(kwargs)
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(**_: Any) -> None:
+        await app.stop()
+
+    @kopf.index(GROUP, VERSION, PLURAL, id="llmservices", registry=registry)
+    def llmservices(body: kopf.Body, **_: Any) -> Any:
+        return entry_of(body)
+
+    @kopf.on.resume(
+        GROUP, VERSION, PLURAL, registry=registry, errors=kopf.ErrorsMode.TEMPORARY, backoff=5
+    )
+    @kopf.on.create(
+        GROUP, VERSION, PLURAL, registry=registry, errors=kopf.ErrorsMode.TEMPORARY, backoff=5
+    )
+    async def reconcile(body: kopf.Body, retry: int, **_: Any) -> None:
+        try:
+            await app.controller.reconcile(body, None)
+        except ApiError as e:
+            raise _retry(e, retry) from e
+
+    @kopf.on.update(
+        GROUP, VERSION, PLURAL, registry=registry, errors=kopf.ErrorsMode.TEMPORARY, backoff=5
+    )
+    async def update(body: kopf.Body, old: Any, retry: int, **_: Any) -> None:
+        previous = {"metadata": dict(body["metadata"]), "spec": (old or {}).get("spec")}
+        try:
+            await app.controller.reconcile(body, previous if previous["spec"] else None)
+        except ApiError as e:
+            raise _retry(e, retry) from e
+
+    for kind in MANAGED_KINDS:
+        _register_child(registry, app, kind)
+
+
+def _register_child(registry: kopf.OperatorRegistry, app: App, kind: ManagedKind) -> None:
+    version = kind.api_version.rpartition("/")[2]
+    where = (kind.group, version, kind.plural)
+
+    def index(body: kopf.Body, **_: Any) -> Any:
+        return child_of(body)
+
+    async def changed(body: kopf.Body, type: str | None, **_: Any) -> None:
+        await app.controller.child_changed(kind.kind, type, body)
+
+    kopf.index(*where, id=f"children_{kind.plural}", labels=MANAGED, registry=registry)(index)
+    kopf.on.event(*where, id=f"drift_{kind.plural}", labels=MANAGED, registry=registry)(changed)

@@ -1,0 +1,152 @@
+"""The operator's settings, from ``ballast run`` flags and ``BALLAST_*`` environment variables.
+
+A flag wins over its environment variable, which wins over the default. The
+module imports nothing heavy: :mod:`ballast.controller.cli` imports it for every
+``ballast`` command.
+
+Probe URLs: in a cluster a self-hosted backend is probed through its Service
+(``http://<svc>-<backend>.<namespace>.svc:<port><path>``). ``BALLAST_PROBE_URL_OVERRIDE``
+(a JSON object) replaces the scheme, host and port of that URL per backend, keyed
+``"<namespace>/<service>/<backend>"`` or ``"*"``; values may use ``{namespace}``,
+``{service}`` and ``{backend}``. Tests point probes at loopback servers with it;
+production leaves it unset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+DEFAULT_ENDPOINT: Final = "http://ballast-gateway.ballast-system.svc/v1"
+PRIORITY_RANGE: Final = (1, 1_000_000)
+
+
+class SettingsError(ValueError):
+    """A setting that cannot be used; the message names the flag or variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything ``ballast run`` can be told."""
+
+    #: Namespaces to watch; empty means every namespace (cluster-wide).
+    namespaces: tuple[str, ...] = ()
+    #: Port of the Prometheus endpoint (/metrics); 0 disables it.
+    metrics_port: int = 9090
+    #: kopf's liveness endpoint, e.g. http://0.0.0.0:8081/healthz; None disables it.
+    liveness: str | None = None
+    #: kopf peering object name; None with ``standalone`` runs without peering.
+    peering: str | None = None
+    standalone: bool = False
+    #: Peering priority: the live replica with the highest priority acts, the others wait.
+    priority: int = 0
+    #: OpenAI base URL of the gateway, written into every LLMService's status.
+    gateway_endpoint: str = DEFAULT_ENDPOINT
+    #: Probes in flight at once, across all backends.
+    probe_concurrency: int = 64
+    #: Upper bound of one probe's duration (seconds), on top of each backend's timeoutSeconds.
+    probe_timeout: float = 10.0
+    #: Seconds before a missing Secret is looked up again (doubling up to 10 times this).
+    secret_retry: float = 15.0
+    #: Per-backend probe base URLs, see the module docstring.
+    probe_url_override: Mapping[str, str] = field(default_factory=dict)
+    #: Seconds a watch request stays open before the server closes it (kopf reconnects).
+    watch_timeout: int = 300
+    log_format: str = "json"
+    verbose: bool = False
+
+    @property
+    def clusterwide(self) -> bool:
+        return not self.namespaces
+
+
+def _env_bool(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _number(name: str, value: str | float | int | None, default: float) -> float:
+    if value is None or value == "":
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise SettingsError(f"{name}: not a number: {value!r}") from None
+
+
+def parse_override(text: str | None) -> dict[str, str]:
+    """``BALLAST_PROBE_URL_OVERRIDE``: a JSON object of backend key -> base URL."""
+    if not text:
+        return {}
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SettingsError(f"BALLAST_PROBE_URL_OVERRIDE: not JSON: {e}") from None
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in data.items()
+    ):
+        raise SettingsError("BALLAST_PROBE_URL_OVERRIDE: must be an object of strings")
+    return {k: v.rstrip("/") for k, v in data.items()}
+
+
+def _priority(flag: int | None, env: str | None, peering: bool) -> int:
+    if flag is not None:
+        return flag
+    if env:
+        return int(_number("BALLAST_PRIORITY", env, 0))
+    # Same-priority kopf peers all pause, so replicas pick distinct random priorities.
+    return random.randint(*PRIORITY_RANGE) if peering else 0
+
+
+def from_flags(
+    *,
+    namespaces: list[str] | None = None,
+    all_namespaces: bool = False,
+    metrics_port: int | None = None,
+    liveness: str | None = None,
+    peering: str | None = None,
+    standalone: bool = False,
+    priority: int | None = None,
+    gateway_endpoint: str | None = None,
+    probe_concurrency: int | None = None,
+    verbose: bool = False,
+    log_format: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Settings from parsed flags, falling back to ``BALLAST_*`` variables in ``env``."""
+    env = os.environ if env is None else env
+    names = list(namespaces or [])
+    if not names and not all_namespaces:
+        names = [n.strip() for n in env.get("BALLAST_NAMESPACES", "").split(",") if n.strip()]
+    if names and all_namespaces:
+        raise SettingsError("--namespace and --all-namespaces exclude each other")
+    peering = peering or env.get("BALLAST_PEERING") or None
+    standalone = standalone or _env_bool(env.get("BALLAST_STANDALONE"))
+    if peering and standalone:
+        raise SettingsError("--peering and --standalone exclude each other")
+    port = metrics_port if metrics_port is not None else env.get("BALLAST_METRICS_PORT")
+    concurrency = probe_concurrency or env.get("BALLAST_PROBE_CONCURRENCY")
+    fmt = log_format or env.get("BALLAST_LOG_FORMAT") or "json"
+    if fmt not in ("json", "plain"):
+        raise SettingsError(f"--log-format: json or plain, not {fmt!r}")
+    return Settings(
+        namespaces=tuple(dict.fromkeys(names)),
+        metrics_port=int(_number("--metrics-port", port, 9090)),
+        liveness=liveness or env.get("BALLAST_LIVENESS") or None,
+        peering=peering,
+        standalone=standalone,
+        priority=_priority(priority, env.get("BALLAST_PRIORITY"), bool(peering)),
+        gateway_endpoint=gateway_endpoint
+        or env.get("BALLAST_GATEWAY_ENDPOINT")
+        or DEFAULT_ENDPOINT,
+        probe_concurrency=max(1, int(_number("--probe-concurrency", concurrency, 64))),
+        probe_timeout=_number("BALLAST_PROBE_TIMEOUT", env.get("BALLAST_PROBE_TIMEOUT"), 10.0),
+        secret_retry=_number("BALLAST_SECRET_RETRY", env.get("BALLAST_SECRET_RETRY"), 15.0),
+        probe_url_override=parse_override(env.get("BALLAST_PROBE_URL_OVERRIDE")),
+        watch_timeout=int(_number("BALLAST_WATCH_TIMEOUT", env.get("BALLAST_WATCH_TIMEOUT"), 300)),
+        log_format=fmt,
+        verbose=verbose or _env_bool(env.get("BALLAST_VERBOSE")),
+    )

@@ -1,0 +1,42 @@
+"""A spec the operator rejects: Ready=False with the rule's reason, one Event, no retry storm;
+fixing it recovers without a restart. (The CRD rejects these too; objects created before the
+CRD had the rule, or by a client skipping validation, still reach the operator.)"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.controller.conftest import NS, Cluster, hosted, service_obj
+from tests.controller.harness import by_operator
+from tests.emulator.poll import eventually
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+async def test_an_invalid_spec_is_reported_without_retries_and_a_fix_recovers(
+    cluster: Cluster,
+) -> None:
+    bad = service_obj("broken", hosted("dup"), hosted("dup", priority=1))
+    cluster.create(bad)
+    await cluster.wait_phase("broken", "Failed")
+    ready = cluster.condition("broken", "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "DuplicateBackendName")
+    assert "spec.backends" in ready["message"]
+    await eventually(lambda: "SpecRejected" in cluster.reasons("broken"), what="SpecRejected event")
+    assert not cluster.children("broken")
+
+    start = len(cluster.api.requests)
+    await asyncio.sleep(4)
+    about_it = [r for r in cluster.api.writes(start, by_operator) if "broken" in r.url.path]
+    assert about_it == []  # no retry storm: nothing written while nothing changes
+
+    path = f"/apis/ballast.dev/v1alpha1/namespaces/{NS}/llmservices/broken"
+    status, _ = await cluster.user(
+        "PATCH", path, {"spec": {"backends": [hosted("dup")]}}, merge=True
+    )
+    assert status == 200
+    await cluster.wait_phase("broken", "Ready", seconds=15)
+    assert cluster.condition("broken", "Ready")["reason"] == "AllBackendsInRoute"
+    assert ("Deployment", "broken-dup") in cluster.children("broken")

@@ -1,0 +1,130 @@
+"""Applying children against the emulator: each request the Applier makes is counted."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import kopf
+import pytest
+
+from ballast import render
+from ballast.controller.apply import Applier
+from ballast.controller.children import Child, Children, child_of
+from ballast.controller.kube import KubeClient
+from tests.emulator import KubeEmulator, running
+from tests.factories import llmservice_obj, make_llmservice, vllm
+
+OWNER = ("ai", "chat")
+
+
+class StoreIndex:
+    """kopf's children index, computed from the emulator's store on every lookup."""
+
+    def __init__(self, api: KubeEmulator) -> None:
+        self.api = api
+
+    def get(self, key: tuple[str, str], default: Any = None) -> list[Child]:
+        out = []
+        for kind in self.api.store.kinds.values():
+            for obj in self.api.store.items(kind):
+                out += [c for owner, c in child_of(obj).items() if owner == key]
+        return out
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[KubeEmulator]:
+    async with running() as emulator:
+        emulator.store.create(
+            emulator.store.kind("", "v1", "namespaces"), None, {"metadata": {"name": "ai"}}
+        )
+        yield emulator
+
+
+@pytest.fixture
+async def applier(api: KubeEmulator) -> AsyncIterator[Applier]:
+    async def login() -> kopf.ConnectionInfo:
+        return kopf.ConnectionInfo(server=api.url_base, token="t")
+
+    kube = KubeClient(login)
+    children = Children()
+    children.indices = [StoreIndex(api)]
+    yield Applier(kube, children)
+    await kube.close()
+
+
+async def _owner(api: KubeEmulator) -> str:
+    obj = llmservice_obj(vllm(), name="chat")
+    created = api.store.create(api.store.kind("ballast.dev", "v1alpha1", "llmservices"), "ai", obj)
+    return str(created["metadata"]["uid"])
+
+
+def methods(api: KubeEmulator, since: int) -> list[str]:
+    return [
+        f"{r.method.value} {r.resource.plural if r.resource else ''}" for r in api.requests[since:]
+    ]
+
+
+async def test_new_children_are_created_and_a_second_apply_sends_nothing(
+    api: KubeEmulator, applier: Applier
+) -> None:
+    uid = await _owner(api)
+    objs = render.objects(make_llmservice(vllm(), uid=uid), {})
+    applied = await applier.apply(OWNER, uid, objs)
+    assert sorted(applied.created) == [
+        "ConfigMap/chat-routes",
+        "Deployment/chat-primary",
+        "Service/chat-primary",
+    ]
+    start = len(api.requests)
+    again = await applier.apply(OWNER, uid, objs)
+    assert not again.changed
+    assert methods(api, start) == []
+
+
+async def test_a_changed_child_is_patched_and_a_stale_one_deleted(
+    api: KubeEmulator, applier: Applier
+) -> None:
+    uid = await _owner(api)
+    first = render.objects(make_llmservice(vllm(replicas=3), uid=uid), {})
+    await applier.apply(OWNER, uid, first)
+    applier.children.forget(OWNER)  # as if the watch had caught up
+    second = render.objects(make_llmservice(vllm(replicas=1), uid=uid), {})
+    start = len(api.requests)
+    applied = await applier.apply(OWNER, uid, second, previous=first)
+    assert applied.patched == ["Deployment/chat-primary"]  # the route is the same: no patch
+    assert applied.deleted == ["PodDisruptionBudget/chat-primary"]  # one replica: no PDB
+    assert sorted(methods(api, start)) == ["DELETE poddisruptionbudgets", "PATCH deployments"]
+
+
+async def test_an_existing_child_unknown_to_the_index_is_adopted_not_duplicated(
+    api: KubeEmulator, applier: Applier
+) -> None:
+    uid = await _owner(api)
+    objs = render.objects(make_llmservice(vllm(), uid=uid), {})
+    dep = next(o for o in objs if o["kind"] == "Deployment")
+    api.store.create(api.store.kind("apps", "v1", "deployments"), "ai", dep)
+    applier.children.indices = []  # the index has not seen it yet
+    start = len(api.requests)
+    outcome = await applier.ensure(OWNER, dep, exists=False, live_hash=None)
+    assert outcome == "unchanged"
+    assert methods(api, start) == ["POST deployments", "GET deployments"]
+
+
+async def test_restore_repairs_a_hand_edit_that_kept_the_hash(
+    api: KubeEmulator, applier: Applier
+) -> None:
+    uid = await _owner(api)
+    objs = render.objects(make_llmservice(vllm(), uid=uid), {})
+    dep = next(o for o in objs if o["kind"] == "Deployment")
+    live = api.store.create(api.store.kind("apps", "v1", "deployments"), "ai", dep)
+    live["spec"]["template"]["spec"]["containers"][0]["image"] = "other:1"
+    assert await applier.restore(OWNER, dep, live) == "patched"
+    assert (
+        await applier.restore(
+            OWNER,
+            dep,
+            api.store.get(api.store.kind("apps", "v1", "deployments"), "ai", "chat-primary"),
+        )
+        == "unchanged"
+    )

@@ -1,0 +1,90 @@
+"""``ballast run`` settings: flags over BALLAST_* variables over defaults; bad values named."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from ballast.controller.cli import add_arguments, settings_from
+from ballast.controller.settings import DEFAULT_ENDPOINT, SettingsError, from_flags
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_defaults_watch_every_namespace_standalone_metrics_on_9090() -> None:
+    s = from_flags(env={})
+    assert (s.clusterwide, s.metrics_port, s.peering, s.priority) == (True, 9090, None, 0)
+    assert s.gateway_endpoint == DEFAULT_ENDPOINT
+    assert s.probe_url_override == {}
+
+
+def test_flags_win_over_environment() -> None:
+    env = {
+        "BALLAST_NAMESPACES": "a,b",
+        "BALLAST_METRICS_PORT": "1",
+        "BALLAST_GATEWAY_ENDPOINT": "http://env",
+    }
+    s = from_flags(namespaces=["c"], metrics_port=0, env=env)
+    assert (s.namespaces, s.metrics_port, s.gateway_endpoint) == (("c",), 0, "http://env")
+    s = from_flags(env=env)
+    assert (s.namespaces, s.metrics_port) == (("a", "b"), 1)
+
+
+def test_repeated_namespace_flags_and_all_namespaces() -> None:
+    s = settings_from(
+        parse("-n", "a", "--namespace", "b", "-n", "a", "--liveness", "http://0.0.0.0:8081/healthz")
+    )
+    assert s.namespaces == ("a", "b")
+    assert s.liveness == "http://0.0.0.0:8081/healthz"
+    with pytest.raises(SystemExit):
+        parse("-n", "a", "--all-namespaces")
+
+
+def test_peering_gets_a_random_priority_unless_one_is_given() -> None:
+    priorities = {from_flags(peering="ballast", env={}).priority for _ in range(5)}
+    assert len(priorities) > 1
+    assert all(p >= 1 for p in priorities)
+    assert from_flags(peering="ballast", priority=7, env={}).priority == 7
+    assert from_flags(peering="ballast", env={"BALLAST_PRIORITY": "9"}).priority == 9
+
+
+def test_peering_and_standalone_exclude_each_other() -> None:
+    with pytest.raises(SettingsError, match="exclude"):
+        from_flags(env={"BALLAST_PEERING": "x", "BALLAST_STANDALONE": "true"})
+
+
+def test_probe_url_override_is_a_json_object_of_strings() -> None:
+    s = from_flags(env={"BALLAST_PROBE_URL_OVERRIDE": '{"ai/chat/primary": "http://127.0.0.1:1/"}'})
+    assert s.probe_url_override == {"ai/chat/primary": "http://127.0.0.1:1"}
+    for bad in ("nope", '["x"]', '{"a": 1}'):
+        with pytest.raises(SettingsError, match="BALLAST_PROBE_URL_OVERRIDE"):
+            from_flags(env={"BALLAST_PROBE_URL_OVERRIDE": bad})
+
+
+def test_a_non_number_is_named() -> None:
+    with pytest.raises(SettingsError, match="--metrics-port"):
+        from_flags(env={"BALLAST_METRICS_PORT": "lots"})
+
+
+def test_run_exits_2_on_bad_settings(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ballast.controller.cli import main
+
+    monkeypatch.setenv("BALLAST_METRICS_PORT", "lots")
+    assert main(parse()) == 2
+    assert "--metrics-port" in capsys.readouterr().err
+
+
+def test_the_cli_module_does_not_import_kopf() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, ballast.controller.cli; print('kopf' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

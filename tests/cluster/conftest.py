@@ -4,7 +4,8 @@
 once; `fresh_control_plane` gives a test its own empty one; `fake_kubelet`
 (session) adds a Ready Node so pods run; `kubectl` and `helm` are the real CLIs
 bound to the admin kubeconfig; `llmservice_crd` (session) applies `crds/`;
-`namespace` is a fresh namespace per test. Missing binaries FAIL the tier with the
+`namespace` is a fresh namespace per test; `ballast_release` (session) is
+charts/ballast installed for its ServiceAccounts and RBAC (CRDs and gateway off). Missing binaries FAIL the tier with the
 command that builds them: a silent skip would hide a regression in CI.
 `BALLAST_SKIP_CLUSTER=1` skips it explicitly. Every test under this directory is
 marked `cluster`.
@@ -21,10 +22,12 @@ from pathlib import Path
 
 import pytest
 
+from ._release import CHART, Release
 from .binaries import REPO, Binaries, BinariesMissing
 from .controlplane import ControlPlane
 from .fakekubelet import FakeKubelet
 from .kubeapi import ApiError
+from .poll import wait_for
 from .tools import Tool, tools_dir
 
 HERE = Path(__file__).resolve().parent
@@ -93,7 +96,7 @@ def helm(
 
 
 @pytest.fixture(scope="session")
-def llmservice_crd(kubectl: Tool) -> subprocess.CompletedProcess[str]:
+def llmservice_crd(kubectl: Tool, control_plane: ControlPlane) -> subprocess.CompletedProcess[str]:
     """`kubectl apply --server-side -f crds/`, waited on until Established.
 
     Returns the apply's result so a test can check it printed no warnings. The
@@ -101,7 +104,17 @@ def llmservice_crd(kubectl: Tool) -> subprocess.CompletedProcess[str]:
     tests relying on GC of LLMService children must poll generously.
     """
     result = kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/llmservices.ballast.dev")
+    # Polled through the API: `kubectl wait` (1.33) fails at once with "status.conditions
+    # accessor error" when it reads the CRD before its first condition is set.
+    path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/llmservices.ballast.dev"
+    wait_for(
+        lambda: any(
+            c["type"] == "Established" and c["status"] == "True"
+            for c in control_plane.api.get(path).get("status", {}).get("conditions", [])
+        ),
+        timeout=60,
+        what="the LLMService CRD to be Established",
+    )
     return result
 
 
@@ -119,3 +132,17 @@ def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> It
     except ApiError as err:
         if err.status != 404:
             raise
+
+
+@pytest.fixture(scope="session")
+def ballast_release(helm: Tool, llmservice_crd: subprocess.CompletedProcess[str]) -> Release:
+    """charts/ballast installed into the shared plane for its ServiceAccounts and RBAC.
+
+    CRDs off (`llmservice_crd` applied them with kubectl's field manager, which helm's
+    server-side apply would conflict with) and no gateway pods. The chart's operator
+    Deployment has one replica whose pod (on the fake kubelet, if running) runs nothing:
+    tests run the real operator as a local process with the ServiceAccount's token.
+    """
+    release = Release("ballast-it", "ballast-it-system")
+    helm(*release.install_args(CHART, "crds.enabled=false", "gateway.replicaCount=0"))
+    return release

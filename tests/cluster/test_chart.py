@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ._release import CHART, CRD_NAME, CRD_PATH, Release, helm_for, kubectl_for
+from ._release import CHART, CRD_PATH, Release, helm_for, kubectl_for
 from .binaries import REPO
 from .controlplane import ControlPlane
 from .kubeapi import JSON, ApiError, KubeApi
@@ -95,6 +95,13 @@ def chart_with_added_crd_field(workdir: Path) -> Path:
     chart["version"] = "0.1.1-upgrade-test"
     (copy / "Chart.yaml").write_text(yaml.safe_dump(chart, sort_keys=False))
     return copy
+
+
+def all_available(api: KubeApi, namespace: str) -> bool:
+    items = api.get(f"/apis/apps/v1/namespaces/{namespace}/deployments")["items"]
+    return bool(items) and all(
+        d.get("status", {}).get("availableReplicas", 0) == d["spec"]["replicas"] for d in items
+    )
 
 
 def deployments_available(api: KubeApi, namespace: str) -> dict[str, int]:
@@ -199,18 +206,16 @@ def test_install_bundle_applies_server_side_on_a_fresh_server(
     with plane.fake_kubelet():
         applied = kubectl("apply", "--server-side", "-f", bundle)
         assert "warning" not in applied.stderr.lower(), applied.stderr
-        kubectl(
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            f"crd/{CRD_NAME}",
-        )
+        # Polled through the API: `kubectl wait` (1.33) fails at once when it reads an object
+        # before its first status condition is set.
+        wait_for(lambda: established(plane.api.get(CRD_PATH)), timeout=60, what="CRD Established")
         # The namespace enforces the restricted Pod Security level: the pods being created and
         # becoming Available shows they pass admission.
-        kubectl(
-            "wait", "--for=condition=Available", "--timeout=120s",
-            "deployment", "--all", "--namespace", "ballast-system",
-        )  # fmt: skip
+        wait_for(
+            lambda: all_available(plane.api, "ballast-system"),
+            timeout=120,
+            what="the bundle's Deployments to be Available",
+        )
         assert set(deployments_available(plane.api, "ballast-system")) == {
             "ballast-gateway",
             "ballast-operator",

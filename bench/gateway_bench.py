@@ -4,8 +4,9 @@ Everything runs in its own process: the upstream (``gateway_upstream.py``), each
 in front of it (``ballast gateway`` in several configurations, and the 30-line aiohttp
 pass-through ``gateway_floor.py``), and the load generators (``wrk``; a raw-socket
 client for time-to-first-token). All targets are started at once and measured back to
-back per connection count, so a change in background load hits them alike; ratios
-measured in one run are what to compare. Prints Markdown tables (and ``--json``).
+back per connection count, so a change in background load hits them alike: compare the
+ratios of one run. Besides throughput and latency it reports the CPU time each target
+process spent per request, which background load barely moves. Prints Markdown.
 
     .venv/bin/python bench/gateway_bench.py [--seconds 5] [--rounds 1] [--json FILE]
 """
@@ -27,17 +28,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gateway_load import LoadResult, ttft, wrk  # noqa: E402
+from gateway_load import LoadResult, ttft, wrk
 
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
 MODELS = 100
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+TICK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -53,48 +49,71 @@ class Target:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1/chat/completions"
 
+    @property
+    def is_gateway(self) -> bool:
+        return self.name.startswith("gateway")
 
-def routes_file(upstream: str, models: int) -> Path:
-    rows = [{"name": "local", "engine": "vllm", "url": upstream, "upstreamModel": "bench-upstream"}]
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def routes_file(upstream: str, models: int, workdir: Path) -> Path:
+    backend = {
+        "name": "local",
+        "engine": "vllm",
+        "url": upstream,
+        "upstreamModel": "bench-upstream",
+    }
     names = ["bench"] + [f"bench-{i:03d}" for i in range(1, models)]
-    tables = [{"model": m, "backends": rows} for m in names]
-    path = Path(tempfile.mkdtemp(prefix="gateway-bench-")) / "routes.json"
-    path.write_text(json.dumps({"tables": tables}))
+    path = workdir / f"routes-{models}.json"
+    path.write_text(json.dumps({"tables": [{"model": m, "backends": [backend]} for m in names]}))
     return path
 
 
-def gateway_cmd(routes: Path, port: int, loop: str) -> list[str]:
-    return [PY, "-m", "ballast.cli", "gateway", "--routes", str(routes), "--host", "127.0.0.1",
-            "--port", str(port), "--loop", loop, "--log-level", "warning"]  # fmt: skip
+def gateway(
+    name: str, note: str, routes: Path, loop: str = "asyncio", client: str = "h1", **env: str
+) -> Target:
+    t = Target(name, note, env=env, port=free_port())
+    t.cmd = [PY, "-m", "ballast.cli", "gateway", "--routes", str(routes), "--host", "127.0.0.1",
+             "--port", str(t.port), "--loop", loop, "--upstream-client", client, "--log-level", "warning"]  # fmt: skip
+    return t
+
+
+def floor(name: str, note: str, upstream: str, uvloop: bool = False) -> Target:
+    t = Target(name, note, port=free_port())
+    t.cmd = [PY, str(HERE / "gateway_floor.py"), str(t.port), upstream.removesuffix("/v1")]
+    t.cmd += ["--uvloop"] if uvloop else []
+    return t
 
 
 def targets(upstream: str, routes: Path) -> list[Target]:
-    out = [
-        Target("gateway", "ballast gateway, asyncio loop, aiohttp C parser", env={}),
-        Target("gateway+uvloop", "ballast gateway, uvloop", env={}),
-        Target("gateway-no-cext", "ballast gateway, asyncio, AIOHTTP_NO_EXTENSIONS=1", env={"AIOHTTP_NO_EXTENSIONS": "1"}),
-        Target("floor", "bare aiohttp pass-through (gateway_floor.py), asyncio"),
-        Target("floor+uvloop", "bare aiohttp pass-through, uvloop"),
+    return [
+        gateway("gateway", "ballast gateway: h1 upstream client, asyncio loop, aiohttp C parser", routes),
+        gateway("gateway+uvloop", "same with --loop uvloop", routes, loop="uvloop"),
+        gateway("gateway/aiohttp-client", "same as `gateway` with --upstream-client aiohttp", routes, client="aiohttp"),
+        gateway("gateway/no-cext", "same as `gateway` with AIOHTTP_NO_EXTENSIONS=1 (pure-Python HTTP parser)", routes, AIOHTTP_NO_EXTENSIONS="1"),
+        floor("floor", "bare aiohttp pass-through (bench/gateway_floor.py), asyncio loop", upstream),
+        floor("floor+uvloop", "the same on uvloop", upstream, uvloop=True),
     ]  # fmt: skip
-    for t in out:
-        t.port = free_port()
-        if t.name.startswith("gateway"):
-            t.cmd = gateway_cmd(routes, t.port, "uvloop" if "uvloop" in t.name else "asyncio")
-        else:
-            t.cmd = [PY, str(HERE / "gateway_floor.py"), str(t.port), upstream.removesuffix("/v1")]
-            t.cmd += ["--uvloop"] if "uvloop" in t.name else []
-    return out
 
 
-def start(cmd: list[str], port: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(cmd, env=os.environ | (env or {}), stdout=subprocess.DEVNULL)
+def start(
+    cmd: list[str], port: int, log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    with log.open("ab") as err:
+        proc = subprocess.Popen(
+            cmd, env=os.environ | (env or {}), stdout=subprocess.DEVNULL, stderr=err
+        )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return proc
         if proc.poll() is not None:
-            raise RuntimeError(f"{cmd} exited with {proc.returncode}")
+            raise RuntimeError(f"{cmd} exited with {proc.returncode}; see {log}")
         time.sleep(0.05)
     proc.kill()
     raise RuntimeError(f"{cmd} did not listen on {port}")
@@ -111,6 +130,11 @@ def stop(proc: subprocess.Popen[bytes] | None) -> None:
         proc.wait()
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -119,80 +143,135 @@ def rss_mib(pid: int) -> float:
 
 
 def machine_load() -> str:
-    load = Path("/proc/loadavg").read_text().split()[:3]
-    top = subprocess.run(["ps", "-eo", "pcpu,comm", "--sort=-pcpu"], capture_output=True, text=True).stdout
-    busy = [" ".join(line.split()) for line in top.splitlines()[1:6]]
-    return f"loadavg {' '.join(load)}; top CPU: {', '.join(busy)}"
+    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    ps = subprocess.run(["ps", "-eo", "pcpu,comm", "--sort=-pcpu"], capture_output=True, text=True)
+    busy = [" ".join(line.split()) for line in ps.stdout.splitlines()[1:6]]
+    return f"loadavg {load}; busiest: {', '.join(busy)}"
 
 
-def measure(all_targets: list[Target], direct: Target, conns: list[int], seconds: float, rounds: int) -> dict[str, dict[int, LoadResult]]:
-    samples: dict[str, dict[int, list[LoadResult]]] = {t.name: {c: [] for c in conns} for t in [direct, *all_targets]}
-    for t in [direct, *all_targets]:
-        wrk(t.url, 16, 1.0)  # warm-up: connections, code paths
+def run_cell(t: Target, pid: int, conns: int, seconds: float) -> LoadResult:
+    before = cpu_seconds(pid)
+    result = wrk(t.url, conns, seconds)
+    result.cpu_us = (cpu_seconds(pid) - before) / max(1, result.requests) * 1e6
+    print(
+        f"  {t.name:24} c={conns:<3} {result.rps:9.0f} req/s  p50 {result.p50_ms:.3f} ms  cpu {result.cpu_us:.0f} us/req",
+        file=sys.stderr,
+    )
+    return result
+
+
+def measure(
+    all_targets: list[Target], pids: dict[str, int], conns: list[int], seconds: float, rounds: int
+) -> dict[str, dict[int, LoadResult]]:
+    samples: dict[str, dict[int, list[LoadResult]]] = {
+        t.name: {c: [] for c in conns} for t in all_targets
+    }
+    for t in all_targets:
+        wrk(t.url, 16, 1)  # warm-up: connections, code paths
     for _ in range(rounds):
         for c in conns:
-            for t in [direct, *all_targets]:
-                samples[t.name][c].append(wrk(t.url, c, seconds))
-                print(f"  {t.name:16} c={c:<3} {samples[t.name][c][-1]}", file=sys.stderr)
+            for t in all_targets:
+                samples[t.name][c].append(run_cell(t, pids[t.name], c, seconds))
     return {name: {c: _median(rs) for c, rs in by_c.items()} for name, by_c in samples.items()}
 
 
 def _median(results: list[LoadResult]) -> LoadResult:
-    best = sorted(results, key=lambda r: r.rps)[len(results) // 2]
-    return LoadResult(best.rps, statistics.median(r.p50_ms for r in results), statistics.median(r.p99_ms for r in results), sum(r.errors for r in results))
+    mid = sorted(results, key=lambda r: r.rps)[len(results) // 2]
+    return LoadResult(
+        mid.rps, statistics.median(r.p50_ms for r in results), statistics.median(r.p99_ms for r in results),
+        sum(r.errors for r in results), mid.requests, statistics.median(r.cpu_us for r in results),
+    )  # fmt: skip
 
 
-def report(results: dict[str, dict[int, LoadResult]], ttfts: dict[str, tuple[float, float]], rss: dict[str, float], conns: list[int], notes: dict[str, str]) -> str:
+def report(
+    results: dict[str, dict[int, LoadResult]],
+    ttfts: dict[str, tuple[float, float]],
+    rss: dict[str, float],
+    conns: list[int],
+) -> str:
     direct = results["direct"]
-    lines = ["| target | conns | req/s | % of direct | p50 ms | p99 ms | added p50 ms | errors |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| target | conns | req/s | % of direct | p50 ms | p99 ms | added p50 ms | CPU µs/req | errors |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for c in conns:
         for name, by_c in results.items():
-            r = by_c[c]
-            lines.append(f"| {name} | {c} | {r.rps:,.0f} | {100 * r.rps / direct[c].rps:.0f}% | {r.p50_ms:.3f} | {r.p99_ms:.3f} | {r.p50_ms - direct[c].p50_ms:+.3f} | {r.errors} |")
+            r, d = by_c[c], direct[c]
+            lines.append(
+                f"| {name} | {c} | {r.rps:,.0f} | {100 * r.rps / d.rps:.0f}% | {r.p50_ms:.3f} | {r.p99_ms:.3f} | {r.p50_ms - d.p50_ms:+.3f} | {r.cpu_us:.0f} | {r.errors} |"
+            )
     lines += ["", "| target | TTFT p50 ms | TTFT p99 ms | added p50 ms |", "|---|---:|---:|---:|"]
     for name, (p50, p99) in ttfts.items():
         lines.append(f"| {name} | {p50:.3f} | {p99:.3f} | {p50 - ttfts['direct'][0]:+.3f} |")
-    lines += ["", "| process | RSS MiB |", "|---|---:|"]
-    lines += [f"| {k} | {v:.1f} |" for k, v in rss.items()]
-    lines += ["", "Targets:"] + [f"- `{k}`: {v}" for k, v in notes.items()]
+    lines += ["", "| gateway process | RSS MiB |", "|---|---:|"] + [
+        f"| {k} | {v:.1f} |" for k, v in rss.items()
+    ]
     return "\n".join(lines)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=5.0, help="wrk duration per cell")
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=int, default=5, help="wrk duration per cell")
     parser.add_argument("--rounds", type=int, default=1, help="repeat the matrix; report medians")
     parser.add_argument("--connections", default="1,16,64")
     parser.add_argument("--only", default="", help="comma-separated target names (default: all)")
     parser.add_argument("--upstream", choices=["aiohttp", "raw"], default="aiohttp")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
     conns = [int(c) for c in args.connections.split(",")]
+    workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
+    log = workdir / "processes.log"
     up_port = free_port()
+    upstream_url = f"http://127.0.0.1:{up_port}/v1"
     flags = ["--raw", "--uvloop"] if args.upstream == "raw" else []
-    upstream = start([PY, str(HERE / "gateway_upstream.py"), str(up_port), *flags], up_port)
     kind = "raw asyncio protocol on uvloop" if flags else "minimal aiohttp app, asyncio loop"
-    direct = Target("direct", f"the upstream itself ({kind})", port=up_port)
-    routes = routes_file(f"http://127.0.0.1:{up_port}/v1", MODELS)
-    chosen = [t for t in targets(f"http://127.0.0.1:{up_port}/v1", routes) if not args.only or t.name in args.only.split(",")]
+    direct = Target(
+        "direct", f"the upstream itself ({kind}, bench/gateway_upstream.py)", port=up_port
+    )
+    chosen = [t for t in targets(upstream_url, routes_file(upstream_url, MODELS, workdir))
+              if not args.only or t.name in args.only.split(",")]  # fmt: skip
+    one_model = gateway("gateway-1-model", "", routes_file(upstream_url, 1, workdir))
     before = machine_load()
+    upstream = start([PY, str(HERE / "gateway_upstream.py"), str(up_port), *flags], up_port, log)
     try:
-        for t in chosen:
-            t.proc = start(t.cmd, t.port, t.env)
-        rss = {f"{t.name} ({MODELS} models), idle": rss_mib(t.proc.pid) for t in chosen if t.proc and t.name.startswith("gateway")}
-        results = measure(chosen, direct, conns, args.seconds, args.rounds)
-        rss |= {f"{t.name} ({MODELS} models), after load": rss_mib(t.proc.pid) for t in chosen if t.proc and t.name.startswith("gateway")}
+        for t in [*chosen, one_model]:
+            t.proc = start(t.cmd, t.port, log, t.env)
+        time.sleep(1)
+        rss = {
+            f"{t.name}, {MODELS} models, idle": rss_mib(t.proc.pid)
+            for t in chosen
+            if t.proc and t.is_gateway
+        }
+        rss["gateway, 1 model, idle"] = rss_mib(one_model.proc.pid)  # type: ignore[union-attr]
+        stop(one_model.proc)
+        pids = {t.name: t.proc.pid for t in chosen if t.proc} | {"direct": upstream.pid}
+        results = measure([direct, *chosen], pids, conns, args.seconds, args.rounds)
+        rss |= {
+            f"{t.name}, {MODELS} models, after load": rss_mib(t.proc.pid)
+            for t in chosen
+            if t.proc and t.is_gateway
+        }
         with ProcessPoolExecutor(1) as pool:
-            ttfts = {t.name: pool.submit(ttft, "127.0.0.1", t.port).result() for t in [direct, *chosen]}
+            ttfts = {
+                t.name: pool.submit(ttft, "127.0.0.1", t.port).result() for t in [direct, *chosen]
+            }
     finally:
         for t in chosen:
             stop(t.proc)
         stop(upstream)
-    notes = {t.name: t.note for t in [direct, *chosen]}
-    print(report(results, ttfts, rss, conns, notes))
-    print(f"\nmachine before: {before}\nmachine after:  {machine_load()}")
+    print(report(results, ttfts, rss, conns))
+    print("\nTargets:\n" + "\n".join(f"- `{t.name}`: {t.note}" for t in [direct, *chosen]))
+    print(f"\nmachine before: {before}\nmachine after:  {machine_load()}\nprocess logs: {log}")
     if args.json:
-        raw = {"load": {n: {c: asdict(r) for c, r in by.items()} for n, by in results.items()}, "ttft_ms": ttfts, "rss_mib": rss}
+        raw = {
+            "load": {n: {c: asdict(r) for c, r in by.items()} for n, by in results.items()},
+            "ttft_ms": ttfts,
+            "rss_mib": rss,
+        }
         args.json.write_text(json.dumps(raw, indent=2))
     return 0
 

@@ -1,6 +1,6 @@
 """The floor: a bare aiohttp pass-through, what any Python proxy costs at least.
 
-    python bench/gateway_floor.py PORT UPSTREAM_URL [--uvloop]
+python bench/gateway_floor.py PORT UPSTREAM_URL [--uvloop]
 """
 
 import sys

@@ -32,6 +32,9 @@ class LoadResult:
     p50_ms: float
     p99_ms: float
     errors: int
+    requests: int = 0
+    #: CPU time the measured process spent per request (set by the caller).
+    cpu_us: float = 0.0
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -53,7 +56,8 @@ def parse_wrk(out: str) -> LoadResult:
         errors += int(m.group(1))
     if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
         errors += sum(int(x) for x in m.groups())
-    return LoadResult(rps, p50, p99, errors)
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return LoadResult(rps, p50, p99, errors, requests)
 
 
 def wrk(url: str, connections: int, seconds: float) -> LoadResult:
@@ -96,7 +100,8 @@ async def _ttft(host: str, port: int, path: str, count: int) -> list[float]:
     reader, writer = await asyncio.open_connection(host, port)
     request = (
         b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-        b"Content-Length: %d\r\n\r\n%s" % (path.encode(), host.encode(), len(STREAM_BODY), STREAM_BODY)
+        b"Content-Length: %d\r\n\r\n%s"
+        % (path.encode(), host.encode(), len(STREAM_BODY), STREAM_BODY)
     )
     try:
         for _ in range(20):  # warm-up
@@ -106,7 +111,9 @@ async def _ttft(host: str, port: int, path: str, count: int) -> list[float]:
         writer.close()
 
 
-def ttft(host: str, port: int, path: str = "/v1/chat/completions", count: int = 500) -> tuple[float, float]:
+def ttft(
+    host: str, port: int, path: str = "/v1/chat/completions", count: int = 500
+) -> tuple[float, float]:
     """(p50, p99) time to the first streamed event, in ms, over ``count`` sequential streams."""
     samples = sorted(asyncio.run(_ttft(host, port, path, count)))
     p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]

@@ -26,7 +26,10 @@ CHAT = json.dumps(
             {
                 "index": 0,
                 "finish_reason": "stop",
-                "message": {"role": "assistant", "content": "The quick brown fox jumps over the lazy dog."},
+                "message": {
+                    "role": "assistant",
+                    "content": "The quick brown fox jumps over the lazy dog.",
+                },
             }
         ],
         "usage": {"prompt_tokens": 9, "completion_tokens": 10, "total_tokens": 19},
@@ -36,7 +39,9 @@ ANSWER = (
     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(CHAT)
     + CHAT
 )
-SSE_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+SSE_HEAD = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+)
 
 
 def _payload(i: int) -> bytes:
@@ -96,7 +101,9 @@ class Upstream(asyncio.Protocol):
 
 
 async def serve(port: int) -> None:
-    server = await asyncio.get_running_loop().create_server(Upstream, "127.0.0.1", port, backlog=1024)
+    server = await asyncio.get_running_loop().create_server(
+        Upstream, "127.0.0.1", port, backlog=1024
+    )
     async with server:
         await server.serve_forever()
 

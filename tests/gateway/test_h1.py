@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
 
 import pytest
+from aiohttp import web
 from yarl import URL
 
 from ballast.gateway.h1 import BodyError, ConnectError, Disconnected, Pool
@@ -180,3 +184,57 @@ async def test_large_body_is_read_with_flow_control(serve) -> None:  # type: ign
     assert resp._buffered <= 2 * 1024 * 1024
     assert await resp.read() == big
     await pool.close()
+
+
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    cert_file, key_file = tmp / "cert.pem", tmp / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+async def test_tls_upstream_with_hostname_check(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.json_response({"host": request.headers["Host"], "body": await request.text()})
+
+    app = web.Application()
+    app.router.add_post("/v1/x", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx).start()
+    port = runner.addresses[0][1]
+    try:
+        pool = Pool(ssl_context=ssl.create_default_context(cafile=str(cert)))
+        resp = await pool.post(URL(f"https://localhost:{port}/v1/x"), b"hi", [])
+        assert await resp.read() == b'{"host": "localhost:%d", "body": "hi"}' % port
+        with pytest.raises(ConnectError):  # a certificate for another name is refused
+            await Pool(ssl_context=ssl.create_default_context()).post(
+                URL(f"https://localhost:{port}/v1/x"), b"", []
+            )
+        await pool.close()
+    finally:
+        await runner.cleanup()

@@ -100,7 +100,7 @@ class Connection(asyncio.Protocol):
         """The response is complete: back to the pool if the connection can be reused."""
         if self.response is response:
             self.response = None
-            if response.keep_alive and not self.closed:
+            if response.keep_alive and not self.closed and not self.parser.buf:
                 self.pool.put(self)
             else:
                 self.abort()

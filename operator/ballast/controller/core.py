@@ -30,6 +30,7 @@ from ballast.controller.metrics import Metrics
 from ballast.controller.services import LLMSERVICES, Entry, EntryIndex, entry_from, lookup
 from ballast.controller.settings import Settings
 from ballast.controller.statuswriter import StatusWriter
+from ballast.naming import BACKEND_LABEL
 from ballast.routing import table_for
 
 Obj = dict[str, Any]
@@ -175,6 +176,8 @@ class Controller:
         ):
             return
         owner, uid = found
+        if kind == "Deployment":
+            self._nudge(owner, body)
         entry = lookup(self.services, owner)
         if entry is None or entry.svc is None or entry.uid != uid:
             return  # owner gone (garbage collection's job) or rejected: leave it
@@ -196,6 +199,15 @@ class Controller:
         async with self.lock(entry.owner):
             desired = self.desired(entry, self.health_of(entry).route())
             await self.applier.apply(entry.owner, entry.uid, desired)
+
+    def _nudge(self, owner: Owner, body: Mapping[str, Any]) -> None:
+        """Probe a backend at once when its Deployment's ready count changed (not a period later)."""
+        state = self.health.get(owner)
+        backend = ((body.get("metadata") or {}).get("labels") or {}).get(BACKEND_LABEL)
+        health = state.backends.get(str(backend)) if state is not None else None
+        ready = int((body.get("status") or {}).get("readyReplicas") or 0)
+        if state is not None and health is not None and health.ready_replicas != ready:
+            state.due[str(backend)] = 0.0
 
     async def _restore(
         self, entry: Entry, kind: str, event_type: str | None, body: Mapping[str, Any]
@@ -241,6 +253,8 @@ class Controller:
         if t.direction is None:
             self.events.warn(entry, t.reason, f"backend {t.backend}: {t.message}")
             return
+        if t.first:
+            return  # a backend coming up for the first time is not a failover
         self.metrics.failover_transitions.labels(t.direction).inc()
         if t.direction == "out":
             self.events.warn(

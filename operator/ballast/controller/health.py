@@ -30,6 +30,8 @@ class Transition:
     direction: Direction | None
     reason: str
     message: str
+    #: The backend's first entry into the route (start-up, not a failover: no Event, no metric).
+    first: bool = False
 
 
 #: Problems reported with an Event as soon as they appear (not only when the route changes).

@@ -119,6 +119,7 @@ class Monitor:
             )
         fallback = d.svc.spec.fallback
         new_problem = result.reason in REPORTED and result.reason != health.reason
+        first = not health.ever_healthy
         direction = health.observe(result, fallback.healthy_after, fallback.unhealthy_after)
         if direction is None:
             if new_problem:
@@ -131,7 +132,7 @@ class Monitor:
             "entered" if direction == "in" else "left",
             result.message or result.reason,
         )
-        return Transition(d.backend.name, direction, result.reason, result.message)
+        return Transition(d.backend.name, direction, result.reason, result.message, first)
 
     async def _observe(self, d: Due) -> ProbeResult:
         ready = d.deployment.ready_replicas if d.deployment else 0

@@ -55,7 +55,11 @@ def probe_url(svc: LLMService, backend: Backend, override: Mapping[str, str]) ->
 
 
 class SecretMissing(Exception):
-    """The Secret (or its key) an external backend names does not exist."""
+    """The Secret (or its key) an external backend names does not exist or cannot be read."""
+
+    def __init__(self, message: str, reason: str = "SecretNotFound") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class Secrets:
@@ -65,7 +69,8 @@ class Secrets:
         self.kube = kube
         self.retry = retry
         self._hits: dict[tuple[str, str, str], tuple[str, float]] = {}
-        self._misses: dict[tuple[str, str, str], tuple[str, float, float]] = {}
+        self._misses: dict[tuple[str, str, str], tuple[str, float, int, str]] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     async def get(self, namespace: str, name: str, key: str) -> str:
         """The decoded value, or :class:`SecretMissing` (cached until the backoff expires)."""
@@ -74,18 +79,44 @@ class Secrets:
         if (hit := self._hits.get(ident)) and now - hit[1] < SECRET_TTL:
             return hit[0]
         if (miss := self._misses.get(ident)) and now < miss[1]:
-            raise SecretMissing(miss[0])
-        secret = await self.kube.get(SECRETS, namespace, name)
+            raise SecretMissing(miss[0], miss[3])
+        # One lookup at a time per Secret: concurrent probes of many services share it.
+        async with self._locks.setdefault((namespace, name), asyncio.Lock()):
+            if (hit := self._hits.get(ident)) and time.monotonic() - hit[1] < SECRET_TTL:
+                return hit[0]
+            if (miss := self._misses.get(ident)) and time.monotonic() < miss[1]:
+                raise SecretMissing(miss[0], miss[3])
+            return await self._read(ident, miss)
+
+    async def _read(
+        self, ident: tuple[str, str, str], miss: tuple[str, float, int, str] | None
+    ) -> str:
+        namespace, name, key = ident
+        now = time.monotonic()
+        reason = "SecretNotFound"
+        try:
+            secret = await self.kube.get(SECRETS, namespace, name)
+        except ApiError as e:
+            secret, reason = None, "SecretUnreadable"
+            message = f"Secret {name} cannot be read: {e.status} {e.reason}"
         raw = ((secret or {}).get("data") or {}).get(key)
         if raw is None:
-            message = (
-                f"Secret {name} not found" if secret is None else f"Secret {name} has no key {key}"
-            )
+            if reason == "SecretNotFound":
+                message = (
+                    f"Secret {name} not found"
+                    if secret is None
+                    else f"Secret {name} has no key {key}"
+                )
             delay = min(self.retry * 2 ** (miss[2] if miss else 0), self.retry * 10)
-            self._misses[ident] = (message, now + delay, (miss[2] + 1) if miss else 1)
+            self._misses[ident] = (message, now + delay, (miss[2] + 1) if miss else 1, reason)
             self._hits.pop(ident, None)
-            raise SecretMissing(message)
-        value = base64.b64decode(raw).decode().strip()
+            raise SecretMissing(message, reason)
+        try:
+            value = base64.b64decode(raw, validate=True).decode().strip()
+        except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+            raise SecretMissing(
+                f"Secret {name} key {key} is not valid base64 text", "SecretUnreadable"
+            ) from None
         self._misses.pop(ident, None)
         self._hits[ident] = (value, now)
         return value
@@ -117,9 +148,7 @@ class Prober:
                     f"Bearer {await self.secrets.get(svc.namespace, ref.name, ref.key)}"
                 )
             except SecretMissing as e:
-                return ProbeResult(False, "SecretNotFound", str(e))
-            except ApiError as e:
-                return ProbeResult(False, "SecretUnreadable", f"Secret {ref.name}: {e.reason}")
+                return ProbeResult(False, e.reason, str(e))
         url = probe_url(svc, backend, self.override)
         timeout = min(
             float(backend.health.timeout_seconds if backend.health else 5), self.max_timeout

@@ -1,0 +1,171 @@
+"""Controller benchmark: API requests, no-op writes, convergence time and memory, against the emulator.
+
+Runs the real operator (``python -m ballast.cli run``, a subprocess) against the
+in-process emulator of the controller tier (``tests/emulator``) with loopback
+backends, and measures:
+
+1. requests the operator makes to converge one new 3-backend LLMService (goal <= 15);
+2. writes of a no-op reconcile: an operator restart over converged services
+   (kopf resumes every one), and a metadata-only edit (goal 0 by Ballast);
+3. time and requests to converge 100 new LLMServices;
+4. the operator's resident memory with 1,000 LLMServices (goal <= 250 MB).
+
+Usage: ``.venv/bin/python bench/controller_bench.py [--services 100] [--rss-services 1000]
+[--json FILE]``. Requests are counted from the emulator's request log (User-Agent
+``ballast/`` or ``kopf/``; long-lived watch streams are not counted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.controller.conftest import Cluster, emulated  # noqa: E402
+from tests.controller.harness import by_operator  # noqa: E402
+
+PERIOD = {"periodSeconds": 5, "timeoutSeconds": 2}
+
+
+def three_backends(cluster: Cluster, name: str) -> dict[str, Any]:
+    """The shape of manifests/examples/three-tier-autoscaling.yaml: autoscaled vLLM, llama.cpp, external."""
+    backends = [
+        {
+            "name": "gpu", "engine": "vllm", "model": "Qwen/Qwen2.5-7B-Instruct", "health": PERIOD,
+            "scaling": {"minReplicas": 2, "maxReplicas": 8},
+        },
+        {"name": "cpu", "engine": "llamacpp", "model": "x/y-GGUF:Q4_K_M", "priority": 1, "health": PERIOD},
+        {
+            "name": "cloud", "engine": "openai", "model": "gpt-4o-mini", "priority": 2, "health": PERIOD,
+            "url": cluster.fleet.url("ai", name, "cloud"),
+            "apiKeySecretRef": {"name": "llm-keys", "key": "openai"},
+        },
+    ]
+    return {
+        "apiVersion": "ballast.dev/v1alpha1", "kind": "LLMService",
+        "metadata": {"name": name, "namespace": "ai"},
+        "spec": {"backends": backends, "fallback": {"healthyAfter": 1}},
+    }
+
+
+def operator_requests(cluster: Cluster, since: int) -> list[Any]:
+    return [r for r in cluster.api.requests[since:] if by_operator(r) and r.params.get("watch") != "true"]
+
+
+def summary(requests: list[Any]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in requests:
+        what = f"{r.method.value} {r.resource.plural if r.resource else r.url.path}"
+        what += "/status" if r.subresource == "status" else ""
+        out[what] = out.get(what, 0) + 1
+    return dict(sorted(out.items()))
+
+
+async def converge(cluster: Cluster, names: list[str], quiet: float = 3.0, limit: float = 600) -> float:
+    """Seconds until every service is Ready; then waits for ``quiet`` seconds without operator writes."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    pending = set(names)
+    while pending:
+        pending = {n for n in pending if cluster.status(n).get("phase") != "Ready"}
+        if loop.time() - started > limit:
+            raise TimeoutError(f"{len(pending)} services not Ready after {limit}s")
+        await asyncio.sleep(0.2)
+    ready_after = loop.time() - started
+    last, since = len(cluster.operator_writes()), loop.time()
+    while loop.time() - since < quiet:
+        await asyncio.sleep(0.2)
+        if (now := len(cluster.operator_writes())) != last:
+            last, since = now, loop.time()
+    return ready_after
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line
+    )
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+async def one_service(workdir: Path) -> dict[str, Any]:
+    async with emulated(workdir) as cluster:
+        start = len(cluster.api.requests)
+        cluster.create(three_backends(cluster, "assistant"))
+        seconds = await converge(cluster, ["assistant"])
+        requests = operator_requests(cluster, start)
+        writes = [r for r in requests if r.method.value != "GET"]
+        result: dict[str, Any] = {
+            "ready_seconds": round(seconds, 2), "requests": len(requests), "writes": len(writes),
+            "by_kind": summary(requests), "objects": len(cluster.children("assistant")),
+        }
+        start = len(cluster.api.requests)
+        path = "/apis/ballast.dev/v1alpha1/namespaces/ai/llmservices/assistant"
+        await cluster.user("PATCH", path, {"metadata": {"labels": {"team": "x"}}}, merge=True)
+        await asyncio.sleep(3)
+        label_writes = [r for r in cluster.api.writes(start) if by_operator(r)]
+        result["metadata_only_update_writes"] = summary(label_writes)
+        return result
+
+
+async def many(workdir: Path, count: int, measure_restart: bool) -> dict[str, Any]:
+    async with emulated(workdir) as cluster:
+        names = [f"svc-{i:04d}" for i in range(count)]
+        start = len(cluster.api.requests)
+        wall = time.monotonic()
+        for name in names:
+            cluster.create(three_backends(cluster, name))
+        seconds = await converge(cluster, names, limit=1800)
+        requests = operator_requests(cluster, start)
+        assert cluster.operator is not None and cluster.operator.process is not None
+        rss, peak = rss_mb(cluster.operator.process.pid)
+        result: dict[str, Any] = {
+            "services": count, "ready_seconds": round(seconds, 1),
+            "wall_seconds": round(time.monotonic() - wall, 1),
+            "requests": len(requests), "requests_per_service": round(len(requests) / count, 1),
+            "rss_mb": round(rss, 1), "peak_rss_mb": round(peak, 1),
+            "objects": sum(1 for k in cluster.store.kinds.values() for _ in cluster.store.items(k)),
+        }
+        if measure_restart:
+            await cluster.operator.stop()
+            start = len(cluster.api.requests)
+            await cluster.operator.start()
+            await asyncio.sleep(10)
+            result["restart_writes"] = len([r for r in cluster.api.writes(start) if by_operator(r)])
+            result["restart_requests"] = summary(operator_requests(cluster, start))
+        return result
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    with TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for sub in ("one", "many", "rss"):
+            (root / sub).mkdir()
+        results["one_new_3_backend_service"] = await one_service(root / "one")
+        print(json.dumps(results, indent=2), flush=True)
+        if args.services:
+            results[f"{args.services}_services"] = await many(root / "many", args.services, True)
+            print(json.dumps(results, indent=2), flush=True)
+        if args.rss_services:
+            results[f"{args.rss_services}_services"] = await many(root / "rss", args.rss_services, False)
+    return results
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--services", type=int, default=100)
+    parser.add_argument("--rss-services", type=int, default=1000)
+    parser.add_argument("--json", type=Path, help="also write the results to this file")
+    options = parser.parse_args()
+    out = asyncio.run(main(options))
+    print(json.dumps(out, indent=2))
+    if options.json:
+        options.json.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")

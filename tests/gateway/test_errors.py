@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+
 import aiohttp
 import openai
 import pytest
@@ -94,3 +96,19 @@ async def test_body_without_content_type_is_read_as_json(
     ):
         assert r.status == 200
     assert primary.seen[0].headers["Content-Type"] == "application/json"
+
+
+async def test_compressed_request_body_is_forwarded_plain(
+    backend: BackendFactory, gateway: GatewayFactory
+) -> None:
+    primary = await backend("primary")
+    gw = await gateway([table("chat", [backend_row("primary", primary.url)])])
+    body = gzip.compress(b'{"model": "chat", "input": "x"}')
+    headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(gw.base_url + "/embeddings", data=body, headers=headers) as r,
+    ):
+        assert r.status == 200
+    assert "Content-Encoding" not in primary.seen[0].headers
+    assert primary.seen[0].body == {"model": "primary-upstream", "input": "x"}

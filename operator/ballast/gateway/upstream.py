@@ -31,7 +31,10 @@ _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection"}
     | {"te", "trailer", "transfer-encoding", "upgrade"}
 )
-_REQUEST_DROP = _HOP_BY_HOP | {"host", "content-length", "authorization", "cookie", "expect"}
+#: aiohttp decompresses request bodies, so the body sent on is never encoded.
+_REQUEST_DROP = _HOP_BY_HOP | {
+    "host", "content-length", "content-encoding", "authorization", "cookie", "expect",
+}  # fmt: skip
 _RESPONSE_DROP = _HOP_BY_HOP | {"content-length", "date", "server"}
 
 

@@ -133,17 +133,19 @@ class Parser:
             if len(self.buf) > MAX_HEAD:
                 raise ProtocolError("response head too large")
             return False
-        lines = bytes(self.buf[:end]).split(b"\r\n")
+        # one decode for the whole head; "replace" keeps it re-encodable when passed on
+        lines = self.buf[:end].decode("utf-8", "replace").split("\r\n")
         del self.buf[: end + 4]
         version, status, reason = _status_line(lines[0])
         if 100 <= status < 200:
             return True  # interim response: the real one follows
-        headers: CIMultiDict[str] = CIMultiDict()
+        pairs = []
         for line in lines[1:]:
-            name, sep, value = line.partition(b":")
-            if not sep or not name or name != name.strip():
+            name, sep, value = line.partition(":")
+            if not sep or not name or name[-1] in " \t":
                 raise ProtocolError(f"bad header line {line[:40]!r}")
-            headers.add(name.decode("latin-1"), value.strip().decode("utf-8", "surrogateescape"))
+            pairs.append((name, value.strip()))
+        headers: CIMultiDict[str] = CIMultiDict(pairs)
         sink.status, sink.reason, sink.headers = status, reason, headers
         self._framing(sink, version, status, headers)
         sink.started()
@@ -151,9 +153,9 @@ class Parser:
             sink.complete()
         return True
 
-    def _framing(self, sink: Sink, version: bytes, status: int, headers: CIMultiDict[str]) -> None:
+    def _framing(self, sink: Sink, version: str, status: int, headers: CIMultiDict[str]) -> None:
         connection = headers.get("Connection", "").lower()
-        sink.keep_alive = version == b"HTTP/1.1" and "close" not in connection
+        sink.keep_alive = version == "HTTP/1.1" and "close" not in connection
         if "chunked" in headers.get("Transfer-Encoding", "").lower():
             self.state = CHUNK_SIZE
         elif (length := headers.get("Content-Length")) is not None:
@@ -168,9 +170,8 @@ class Parser:
             sink.keep_alive = False
 
 
-def _status_line(line: bytes) -> tuple[bytes, int, str]:
-    parts = line.split(b" ", 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+def _status_line(line: str) -> tuple[str, int, str]:
+    parts = line.split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
         raise ProtocolError(f"bad status line {line[:40]!r}")
-    reason = parts[2].decode("latin-1") if len(parts) == 3 else ""
-    return parts[0], int(parts[1]), reason
+    return parts[0], int(parts[1]), parts[2] if len(parts) == 3 else ""

@@ -1,5 +1,5 @@
-"""The operator killed (SIGKILL) in the middle of a reconcile converges after a restart, with
-every child exactly once, and resumes without writing what is already right."""
+"""Process life: killed (SIGKILL) mid-reconcile it converges after a restart with every child
+exactly once; a restart over converged services writes nothing; ``--namespace`` scopes it."""
 
 from __future__ import annotations
 
@@ -87,3 +87,18 @@ async def _quiet(cluster: Cluster) -> None:
     while (now := len(cluster.operator_writes())) != last:
         last = now
         await asyncio.sleep(1.5)
+
+
+async def test_a_namespaced_operator_ignores_other_namespaces(tmp_path: Path) -> None:
+    args = ("--standalone", "--namespace=ai")
+    async with emulated(tmp_path, args=args) as cluster:
+        cluster.store.create(cluster.kind("namespaces"), None, {"metadata": {"name": "other"}})
+        elsewhere = service_obj("away", hosted())
+        elsewhere["metadata"]["namespace"] = "other"
+        cluster.store.create(cluster.kind("llmservices"), "other", elsewhere)
+        cluster.create(service_obj("home", hosted()))
+        await cluster.wait_phase("home", "Ready", seconds=20)
+        away = cluster.store.find(cluster.kind("llmservices"), "other", "away")
+        assert away is not None
+        assert "status" not in away
+        assert not list(cluster.store.items(cluster.kind("deployments"), "other"))

@@ -74,4 +74,6 @@ DEFAULT_KINDS: tuple[Kind, ...] = (
         generation=True,
     ),
     Kind("ballast.dev", "v1alpha1", "llmservices", "LLMService", status=True, generation=True),
+    Kind("kopf.dev", "v1", "clusterkopfpeerings", "ClusterKopfPeering", namespaced=False),
+    Kind("kopf.dev", "v1", "kopfpeerings", "KopfPeering"),
 )

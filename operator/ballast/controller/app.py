@@ -63,13 +63,13 @@ class App:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.kopf_settings = kopf_settings(settings)
         self.identity = os.environ.get("POD_ID") or f"ballast-{uuid.uuid4().hex[:8]}"
-        self.kube = KubeClient(self._credentials)
+        self.kube = KubeClient(self._credentials, instance=self.identity)
         self.controller = Controller(settings, self.kube, Events(self.kube, self.identity))
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
         self._metrics: aiohttp.web.AppRunner | None = None
-        self._info: Any = None
 
     # -- credentials -------------------------------------------------------------
 
@@ -80,11 +80,15 @@ class App:
             info = kopf.login_via_client(**kwargs) or info
         if info is None:
             raise kopf.LoginError("no in-cluster ServiceAccount and no kubeconfig found")
-        self._info = info
         return info
 
     async def _credentials(self) -> Any:
-        return self.login(logger=logger) if self._info is None else self._info
+        """Fresh credentials for the operator's client (first use, and after a 401).
+
+        Read again each time (a projected ServiceAccount token rotates); the startup
+        handler runs before kopf's own login, so this does not wait for kopf's.
+        """
+        return self.login(logger=logger, settings=self.kopf_settings)
 
     # -- lifecycle -----------------------------------------------------------------
 

@@ -100,7 +100,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     import kopf
 
-    from ballast.controller.app import App, kopf_settings
+    from ballast.controller.app import App
     from ballast.controller.handlers import register
 
     kopf.configure(
@@ -121,7 +121,7 @@ def main(args: argparse.Namespace) -> int:
     asyncio.run(
         kopf.operator(
             registry=registry,
-            settings=kopf_settings(settings),
+            settings=app.kopf_settings,
             identity=cast(Any, app.identity),  # kopf's Identity is a NewType of str
             standalone=settings.standalone or not settings.peering,
             peering_name=settings.peering,

@@ -35,6 +35,8 @@ from ballast.routing import table_for
 
 Obj = dict[str, Any]
 logger = logging.getLogger("ballast.controller")
+#: Rendered services kept (a service's child events arrive together; memory matters at 1,000+).
+RENDER_CACHE = 64
 
 
 class Controller:
@@ -96,7 +98,7 @@ class Controller:
         key = (entry.owner, entry.uid, entry.generation, tuple(sorted(route.items())))
         if key not in self._rendered:
             self._rendered[key] = render.objects(entry.svc, route)
-            while len(self._rendered) > 512:
+            while len(self._rendered) > RENDER_CACHE:
                 self._rendered.popitem(last=False)
         self._rendered.move_to_end(key)
         return self._rendered[key]

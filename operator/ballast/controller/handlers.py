@@ -21,6 +21,7 @@ from ballast.naming import MANAGED_BY
 from ballast.permissions import MANAGED_KINDS, ManagedKind
 
 MANAGED = {MANAGED_BY_LABEL: MANAGED_BY}
+LLMS = (GROUP, VERSION, PLURAL)
 
 
 def _retry(error: ApiError, retry: int) -> kopf.TemporaryError:
@@ -30,37 +31,33 @@ def _retry(error: ApiError, retry: int) -> kopf.TemporaryError:
 def register(registry: kopf.OperatorRegistry, app: App) -> None:
     """Register every handler of ``app`` on ``registry``."""
 
-    @kopf.on.login(registry=registry)
+    @kopf.on.login(id="login", registry=registry)
     def login(**kwargs: Any) -> Any:
         return app.login(**kwargs)
 
-    @kopf.on.startup(registry=registry)
+    @kopf.on.startup(id="startup", registry=registry)
     async def startup(**kwargs: Any) -> None:
         await app.start(kwargs)
 
-    @kopf.on.cleanup(registry=registry)
+    @kopf.on.cleanup(id="cleanup", registry=registry)
     async def cleanup(**_: Any) -> None:
         await app.stop()
 
-    @kopf.index(GROUP, VERSION, PLURAL, id="llmservices", registry=registry)
+    @kopf.index(*LLMS, id="llmservices", registry=registry)
     def llmservices(body: kopf.Body, **_: Any) -> Any:
         return entry_of(body)
 
-    @kopf.on.resume(
-        GROUP, VERSION, PLURAL, registry=registry, errors=kopf.ErrorsMode.TEMPORARY, backoff=5
-    )
-    @kopf.on.create(
-        GROUP, VERSION, PLURAL, registry=registry, errors=kopf.ErrorsMode.TEMPORARY, backoff=5
-    )
+    temporary = kopf.ErrorsMode.TEMPORARY
+
+    @kopf.on.resume(*LLMS, id="reconcile", registry=registry, errors=temporary, backoff=5)
+    @kopf.on.create(*LLMS, id="reconcile", registry=registry, errors=temporary, backoff=5)
     async def reconcile(body: kopf.Body, retry: int, **_: Any) -> None:
         try:
             await app.controller.reconcile(body, None)
         except ApiError as e:
             raise _retry(e, retry) from e
 
-    @kopf.on.update(
-        GROUP, VERSION, PLURAL, registry=registry, errors=kopf.ErrorsMode.TEMPORARY, backoff=5
-    )
+    @kopf.on.update(*LLMS, id="reconcile", registry=registry, errors=temporary, backoff=5)
     async def update(body: kopf.Body, old: Any, retry: int, **_: Any) -> None:
         previous = {"metadata": dict(body["metadata"]), "spec": (old or {}).get("spec")}
         try:

@@ -5,7 +5,8 @@ operator itself reads or writes (children, status, Secrets) goes through
 :class:`KubeClient`, built from the same credentials kopf logged in with (a
 :class:`kopf.ConnectionInfo`). On a 401 it logs in again once. Errors are
 :class:`ApiError` with the HTTP status and the ``Status`` reason; 404 on a read is
-``None``, not an error. Requests carry ``User-Agent: ballast/<version>``.
+``None``, not an error. Requests carry ``User-Agent: ballast/<version> (<instance>)``
+(the pod name), so audit logs tell replicas apart.
 """
 
 from __future__ import annotations
@@ -70,8 +71,9 @@ Login = Callable[[], Awaitable[Any]]
 class KubeClient:
     """JSON requests against the API server the operator is logged in to."""
 
-    def __init__(self, login: Login, timeout: float = 30.0) -> None:
+    def __init__(self, login: Login, timeout: float = 30.0, instance: str | None = None) -> None:
         self._login = login
+        self.user_agent = f"{USER_AGENT} ({instance})" if instance else USER_AGENT
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 10.0))
         self._session: aiohttp.ClientSession | None = None
         self._server = ""
@@ -81,7 +83,7 @@ class KubeClient:
             await self._session.close()
         info = await self._login()
         self._server = str(info.server).rstrip("/")
-        headers = {"User-Agent": USER_AGENT, **info.as_http_headers()}
+        headers = {"User-Agent": self.user_agent, **info.as_http_headers()}
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=64, ssl=info.as_ssl_context()),
             headers=headers,

@@ -39,25 +39,43 @@ def three_backends(cluster: Cluster, name: str) -> dict[str, Any]:
     """The shape of manifests/examples/three-tier-autoscaling.yaml: autoscaled vLLM, llama.cpp, external."""
     backends = [
         {
-            "name": "gpu", "engine": "vllm", "model": "Qwen/Qwen2.5-7B-Instruct", "health": PERIOD,
+            "name": "gpu",
+            "engine": "vllm",
+            "model": "Qwen/Qwen2.5-7B-Instruct",
+            "health": PERIOD,
             "scaling": {"minReplicas": 2, "maxReplicas": 8},
         },
-        {"name": "cpu", "engine": "llamacpp", "model": "x/y-GGUF:Q4_K_M", "priority": 1, "health": PERIOD},
         {
-            "name": "cloud", "engine": "openai", "model": "gpt-4o-mini", "priority": 2, "health": PERIOD,
+            "name": "cpu",
+            "engine": "llamacpp",
+            "model": "x/y-GGUF:Q4_K_M",
+            "priority": 1,
+            "health": PERIOD,
+        },
+        {
+            "name": "cloud",
+            "engine": "openai",
+            "model": "gpt-4o-mini",
+            "priority": 2,
+            "health": PERIOD,
             "url": cluster.fleet.url("ai", name, "cloud"),
             "apiKeySecretRef": {"name": "llm-keys", "key": "openai"},
         },
     ]
     return {
-        "apiVersion": "ballast.dev/v1alpha1", "kind": "LLMService",
+        "apiVersion": "ballast.dev/v1alpha1",
+        "kind": "LLMService",
         "metadata": {"name": name, "namespace": "ai"},
         "spec": {"backends": backends, "fallback": {"healthyAfter": 1}},
     }
 
 
 def operator_requests(cluster: Cluster, since: int) -> list[Any]:
-    return [r for r in cluster.api.requests[since:] if by_operator(r) and r.params.get("watch") != "true"]
+    return [
+        r
+        for r in cluster.api.requests[since:]
+        if by_operator(r) and r.params.get("watch") != "true"
+    ]
 
 
 def summary(requests: list[Any]) -> dict[str, int]:
@@ -69,7 +87,9 @@ def summary(requests: list[Any]) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
-async def converge(cluster: Cluster, names: list[str], quiet: float = 3.0, limit: float = 600) -> float:
+async def converge(
+    cluster: Cluster, names: list[str], quiet: float = 3.0, limit: float = 600
+) -> float:
     """Seconds until every service is Ready; then waits for ``quiet`` seconds without operator writes."""
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -90,7 +110,9 @@ async def converge(cluster: Cluster, names: list[str], quiet: float = 3.0, limit
 
 def rss_mb(pid: int) -> tuple[float, float]:
     fields = dict(
-        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line
+        line.split(":", 1)
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        if ":" in line
     )
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
@@ -103,8 +125,11 @@ async def one_service(workdir: Path) -> dict[str, Any]:
         requests = operator_requests(cluster, start)
         writes = [r for r in requests if r.method.value != "GET"]
         result: dict[str, Any] = {
-            "ready_seconds": round(seconds, 2), "requests": len(requests), "writes": len(writes),
-            "by_kind": summary(requests), "objects": len(cluster.children("assistant")),
+            "ready_seconds": round(seconds, 2),
+            "requests": len(requests),
+            "writes": len(writes),
+            "by_kind": summary(requests),
+            "objects": len(cluster.children("assistant")),
         }
         start = len(cluster.api.requests)
         path = "/apis/ballast.dev/v1alpha1/namespaces/ai/llmservices/assistant"
@@ -124,19 +149,24 @@ async def many(workdir: Path, count: int, measure_restart: bool) -> dict[str, An
             cluster.create(three_backends(cluster, name))
         seconds = await converge(cluster, names, limit=1800)
         requests = operator_requests(cluster, start)
-        assert cluster.operator is not None and cluster.operator.process is not None
-        rss, peak = rss_mb(cluster.operator.process.pid)
+        operator = cluster.operator
+        if operator is None or operator.process is None:
+            raise RuntimeError("the operator is not running")
+        rss, peak = rss_mb(operator.process.pid)
         result: dict[str, Any] = {
-            "services": count, "ready_seconds": round(seconds, 1),
+            "services": count,
+            "ready_seconds": round(seconds, 1),
             "wall_seconds": round(time.monotonic() - wall, 1),
-            "requests": len(requests), "requests_per_service": round(len(requests) / count, 1),
-            "rss_mb": round(rss, 1), "peak_rss_mb": round(peak, 1),
+            "requests": len(requests),
+            "requests_per_service": round(len(requests) / count, 1),
+            "rss_mb": round(rss, 1),
+            "peak_rss_mb": round(peak, 1),
             "objects": sum(1 for k in cluster.store.kinds.values() for _ in cluster.store.items(k)),
         }
         if measure_restart:
-            await cluster.operator.stop()
+            await operator.stop()
             start = len(cluster.api.requests)
-            await cluster.operator.start()
+            await operator.start()
             await asyncio.sleep(10)
             result["restart_writes"] = len([r for r in cluster.api.writes(start) if by_operator(r)])
             result["restart_requests"] = summary(operator_requests(cluster, start))
@@ -155,7 +185,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             results[f"{args.services}_services"] = await many(root / "many", args.services, True)
             print(json.dumps(results, indent=2), flush=True)
         if args.rss_services:
-            results[f"{args.rss_services}_services"] = await many(root / "rss", args.rss_services, False)
+            results[f"{args.rss_services}_services"] = await many(
+                root / "rss", args.rss_services, False
+            )
     return results
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from ballast.api import BackendStatus, Condition, LLMService, LLMServiceStatus, Phase, SpecError
 from ballast.controller.health import BackendHealth, ServiceHealth
@@ -58,6 +59,80 @@ def _listing(items: Sequence[tuple[str, BackendHealth]]) -> str:
     return "; ".join(f"{name}: {h.message or h.reason}" for name, h in items)
 
 
+@dataclass(frozen=True)
+class _Split:
+    """Backends sorted by what status says about them."""
+
+    total: int
+    in_route: list[str]
+    starting: list[tuple[str, BackendHealth]]
+    failing: list[tuple[str, BackendHealth]]
+
+    @property
+    def secret(self) -> bool:
+        return any(h.reason in SECRET_REASONS for _, h in self.failing)
+
+    @property
+    def problem(self) -> str:
+        return "SecretNotFound" if self.secret else "BackendsUnhealthy"
+
+
+def _split(svc: LLMService, health: ServiceHealth) -> _Split:
+    states = [(b, health.backends.get(b.name) or BackendHealth()) for b in svc.spec.backends]
+    starting = [(b.name, h) for b, h in states if _starting(h, b.external)]
+    failing = [(b.name, h) for b, h in states if not h.healthy and not _starting(h, b.external)]
+    return _Split(len(states), [b.name for b, h in states if h.healthy], starting, failing)
+
+
+def _phase(split: _Split) -> tuple[Phase, str]:
+    if len(split.in_route) == split.total:
+        return Phase.READY, "AllBackendsInRoute"
+    if split.failing:
+        return Phase.DEGRADED, split.problem
+    return Phase.PROGRESSING, "BackendsStarting"
+
+
+def _conditions(split: _Split, policy: str, generation: int | None) -> list[Condition]:
+    phase, ready_reason = _phase(split)
+    routed = len(split.in_route)
+    available = (
+        f"{routed}/{split.total} backends in route"
+        if routed
+        else f"no backend is in the route; the gateway applies whenAllUnhealthy={policy}"
+    )
+    starting, failing = bool(split.starting), bool(split.failing)
+    return [
+        _condition(
+            "Ready",
+            phase is Phase.READY,
+            ready_reason,
+            _listing(split.failing + split.starting),
+            generation,
+        ),
+        _condition(
+            "Available",
+            bool(routed),
+            "BackendsInRoute" if routed else "NoBackendInRoute",
+            available,
+            generation,
+        ),
+        _condition(
+            "Progressing",
+            starting,
+            "BackendsStarting" if starting else "Reconciled",
+            _listing(split.starting),
+            generation,
+        ),
+        _condition(
+            "Degraded",
+            failing,
+            split.problem if failing else "AllBackendsHealthy",
+            _listing(split.failing),
+            generation,
+        ),
+    ]
+
+
 def observed(
     svc: LLMService,
     health: ServiceHealth,
@@ -67,69 +142,29 @@ def observed(
     now: str | None = None,
 ) -> LLMServiceStatus:
     """Status of a valid LLMService whose children of ``generation`` are applied."""
-    now = now or now_rfc3339()
-    states = [(b.name, health.backends.get(b.name) or BackendHealth()) for b in svc.spec.backends]
-    external = {b.name for b in svc.spec.backends if b.external}
-    in_route = [n for n, h in states if h.healthy]
-    starting = [(n, h) for n, h in states if _starting(h, n in external)]
-    failing = [(n, h) for n, h in states if not h.healthy and not _starting(h, n in external)]
-    secret = [(n, h) for n, h in failing if h.reason in SECRET_REASONS]
-    total = len(states)
-    if len(in_route) == total:
-        phase, ready_reason = Phase.READY, "AllBackendsInRoute"
-    elif failing:
-        phase, ready_reason = Phase.DEGRADED, "SecretNotFound" if secret else "BackendsUnhealthy"
-    else:
-        phase, ready_reason = Phase.PROGRESSING, "BackendsStarting"
-    out_of_route = _listing(failing + starting)
-    policy = svc.spec.fallback.when_all_unhealthy.value
-    conditions = [
-        _condition("Ready", phase is Phase.READY, ready_reason, out_of_route, generation),
-        _condition(
-            "Available",
-            bool(in_route),
-            "BackendsInRoute" if in_route else "NoBackendInRoute",
-            f"{len(in_route)}/{total} backends in route"
-            if in_route
-            else f"no backend is in the route; the gateway applies whenAllUnhealthy={policy}",
-            generation,
-        ),
-        _condition(
-            "Progressing",
-            bool(starting),
-            "BackendsStarting" if starting else "Reconciled",
-            _listing(starting),
-            generation,
-        ),
-        _condition(
-            "Degraded",
-            bool(failing),
-            ("SecretNotFound" if secret else "BackendsUnhealthy")
-            if failing
-            else "AllBackendsHealthy",
-            _listing(failing),
-            generation,
-        ),
-    ]
-    backends = [
-        BackendStatus(
-            name=b.name,
-            engine=b.engine.value,
-            replicas=h.replicas,
-            ready_replicas=h.ready_replicas,
-            healthy=h.healthy,
-            in_route=h.healthy,
-            message="" if h.healthy else (h.message or h.reason),
+    split = _split(svc, health)
+    conditions = _conditions(split, svc.spec.fallback.when_all_unhealthy.value, generation)
+    backends = []
+    for b in svc.spec.backends:
+        h = health.backends.get(b.name) or BackendHealth()
+        backends.append(
+            BackendStatus(
+                name=b.name,
+                engine=b.engine.value,
+                replicas=h.replicas,
+                ready_replicas=h.ready_replicas,
+                healthy=h.healthy,
+                in_route=h.healthy,
+                message="" if h.healthy else (h.message or h.reason),
+            )
         )
-        for b, (_, h) in zip(svc.spec.backends, states, strict=True)
-    ]
     return LLMServiceStatus(
         observed_generation=generation,
-        phase=phase,
+        phase=_phase(split)[0],
         served_model_name=svc.served_model_name,
         endpoint=endpoint,
-        backends_in_route=f"{len(in_route)}/{total}",
-        conditions=_keep_times(conditions, previous, now),
+        backends_in_route=f"{len(split.in_route)}/{split.total}",
+        conditions=_keep_times(conditions, previous, now or now_rfc3339()),
         backends=backends,
     )
 

@@ -21,7 +21,7 @@ import kopf
 
 from ballast.controller.core import Controller
 from ballast.controller.events import Events
-from ballast.controller.kube import KubeClient
+from ballast.controller.kube import ApiError, KubeClient
 from ballast.controller.monitor import Monitor
 from ballast.controller.peering import PeeringGate
 from ballast.controller.probes import Prober, Secrets
@@ -116,7 +116,10 @@ class App:
                 self.settings.priority,
             )
             await gate.ensure()
-            self.controller.active = await gate.leading()
+            try:
+                self.controller.active = await gate.leading()
+            except ApiError as e:  # kopf's own peering still gates the handlers
+                logger.warning("cannot read peering %s, acting until it can: %s", gate.name, e)
             self._spawn(gate.run(self.controller), "peering gate")
         if self.settings.metrics_port:
             await self._serve_metrics(self.settings.metrics_port)

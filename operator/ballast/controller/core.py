@@ -39,6 +39,11 @@ logger = logging.getLogger("ballast.controller")
 RENDER_CACHE = 64
 
 
+def fields(owner: Owner, **more: Any) -> dict[str, Any]:
+    """Structured log fields (JSON log keys) naming an LLMService."""
+    return {"namespace": owner[0], "service": owner[1], **more}
+
+
 class Controller:
     """Everything one running operator knows, and what it does with it."""
 
@@ -145,6 +150,7 @@ class Controller:
                 applied.created,
                 applied.patched,
                 applied.deleted,
+                extra=fields(entry.owner, generation=entry.generation),
             )
         self.applied[entry.owner] = (entry.uid, entry.generation)
         await self._write_status(entry, state)
@@ -190,7 +196,11 @@ class Controller:
                 await self._restore(entry, kind, event_type, body)
         except ApiError as e:
             logger.warning(
-                "restoring %s of %s/%s failed, the health loop retries: %s", kind, *owner, e
+                "restoring %s of %s/%s failed, the health loop retries: %s",
+                kind,
+                *owner,
+                e,
+                extra=fields(owner, kind=kind),
             )
             self.dirty.add(owner)
 
@@ -225,7 +235,13 @@ class Controller:
         )
         if want is None:
             if event_type != "DELETED" and await self.applier.remove(entry.owner, kind, name):
-                logger.info("deleted %s %s/%s: no longer desired", kind, entry.namespace, name)
+                logger.info(
+                    "deleted %s %s/%s: no longer desired",
+                    kind,
+                    entry.namespace,
+                    name,
+                    extra=fields(entry.owner, kind=kind, child=name),
+                )
             return
         if event_type == "DELETED":
             if not await self._owner_exists(entry):

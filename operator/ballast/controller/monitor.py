@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from ballast.api import Backend, LLMService
 from ballast.controller.children import Child
-from ballast.controller.core import Controller
+from ballast.controller.core import Controller, fields
 from ballast.controller.health import (
     REPORTED,
     BackendHealth,
@@ -131,6 +131,7 @@ class Monitor:
             *d.entry.owner,
             "entered" if direction == "in" else "left",
             result.message or result.reason,
+            extra=fields(d.entry.owner, backend=d.backend.name, reason=result.reason),
         )
         return Transition(d.backend.name, direction, result.reason, result.message, first)
 
@@ -147,7 +148,12 @@ class Monitor:
         try:
             await self.controller.refresh(entry, transitions)
         except ApiError as e:
-            logger.warning("refreshing %s/%s failed, will retry: %s", *entry.owner, e)
+            logger.warning(
+                "refreshing %s/%s failed, will retry: %s",
+                *entry.owner,
+                e,
+                extra=fields(entry.owner),
+            )
             return False
         return True
 

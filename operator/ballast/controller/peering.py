@@ -66,9 +66,13 @@ class PeeringGate:
         return [(PEERINGS, ns) for ns in self.namespaces]
 
     async def ensure(self) -> None:
-        """Create missing peering objects (before kopf starts its heartbeats)."""
+        """Create missing peering objects (before kopf starts its heartbeats); never fatal."""
         for kind, namespace in self._objects():
-            if await self.kube.get(kind, namespace, self.name) is not None:
+            try:
+                if await self.kube.get(kind, namespace, self.name) is not None:
+                    continue
+            except ApiError as e:
+                logger.warning("cannot read %s %s: %s", kind.kind, self.name, e)
                 continue
             body = {
                 "apiVersion": kind.api_version,

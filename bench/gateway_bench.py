@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -222,6 +223,9 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
+    if shutil.which("wrk") is None:
+        print("error: wrk is not installed (Debian: apt-get install -y wrk)", file=sys.stderr)
+        return 2
     conns = [int(c) for c in args.connections.split(",")]
     workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
     log = workdir / "processes.log"

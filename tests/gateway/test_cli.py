@@ -91,3 +91,25 @@ def test_cli_module_imports_no_aiohttp() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30
     )
     assert out.stdout.strip() == "False"
+
+
+def test_bad_env_value_only_breaks_the_gateway_command(tmp_path: Path) -> None:
+    env = os.environ | {"BALLAST_GATEWAY_PORT": "not-a-port"}
+    other = subprocess.run(
+        [sys.executable, "-m", "ballast.cli", "crd"], env=env, capture_output=True, timeout=60
+    )
+    assert other.returncode == 0
+    gw = subprocess.run(
+        [*CLI, "--routes", "x"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert gw.returncode == 2
+    assert "--port" in gw.stderr
+
+
+def test_no_routes_and_no_cluster_fails_fast(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBERNETES_", "KUBECONFIG"))}
+    env["HOME"] = str(tmp_path)
+    out = subprocess.run(CLI, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "kubeconfig" in out.stderr
+    assert "Traceback" not in out.stderr

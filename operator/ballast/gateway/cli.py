@@ -28,7 +28,16 @@ def _env(name: str, default: Any = None) -> Any:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``ballast gateway`` flags (each defaults from ``BALLAST_GATEWAY_<NAME>``)."""
+    """The ``ballast gateway`` flags (each defaults from ``BALLAST_GATEWAY_<NAME>``).
+
+    Defaults stay strings: argparse converts them only when ``gateway`` runs, so a bad
+    environment value cannot break the other commands.
+    """
+    _source_arguments(parser)
+    _server_arguments(parser)
+
+
+def _source_arguments(parser: argparse.ArgumentParser) -> None:
     ns = _env("NAMESPACES")
     parser.add_argument(
         "--routes",
@@ -51,38 +60,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=_env("KUBECONFIG"),
         help="kubeconfig to use outside a pod [$BALLAST_GATEWAY_KUBECONFIG, $KUBECONFIG]",
     )
-    parser.add_argument(
-        "--host", default=_env("HOST", "0.0.0.0"), help="listen address [%(default)s]"
-    )
-    parser.add_argument(
-        "--port", type=int, default=int(_env("PORT", 8080)), help="listen port [%(default)s]"
-    )
-    parser.add_argument(
+
+
+def _server_arguments(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--host", default=_env("HOST", "0.0.0.0"), help="listen address [%(default)s]")
+    add("--port", type=int, default=_env("PORT", "8080"), help="listen port [%(default)s]")
+    add(
         "--max-body-bytes",
         type=int,
-        default=int(_env("MAX_BODY_BYTES", 10 * 1024 * 1024)),
+        default=_env("MAX_BODY_BYTES", str(10 * 1024 * 1024)),
         help="largest accepted request body; larger gets 413 [%(default)s]",
     )
-    parser.add_argument(
+    add(
         "--shutdown-timeout",
         type=float,
-        default=float(_env("SHUTDOWN_TIMEOUT", 30)),
+        default=_env("SHUTDOWN_TIMEOUT", "30"),
         help="seconds to drain in-flight requests on SIGTERM [%(default)s]",
     )
-    parser.add_argument(
+    add(
         "--log-level",
         default=_env("LOG_LEVEL", "info"),
         choices=["debug", "info", "warning", "error"],
         help="[%(default)s]",
     )
-    parser.add_argument(
+    add(
         "--upstream-client",
         default=_env("UPSTREAM_CLIENT", "h1"),
         choices=["h1", "aiohttp"],
         help="upstream HTTP client: the lean built-in one, or aiohttp's [%(default)s]",
     )
-    parser.add_argument("--loop", default=_env("LOOP", "auto"), choices=["auto", "asyncio", "uvloop"],
-                        help="event loop: uvloop when installed (auto), or force one [%(default)s]")  # fmt: skip
+    add("--loop", default=_env("LOOP", "auto"), choices=["auto", "asyncio", "uvloop"],
+        help="event loop: uvloop when installed (auto), or force one [%(default)s]")  # fmt: skip
 
 
 def _new_loop(choice: str) -> asyncio.AbstractEventLoop:
@@ -106,6 +115,7 @@ def main(args: argparse.Namespace) -> int:
 
     from ballast.gateway.app import create_app
     from ballast.gateway.config import GatewayConfig
+    from ballast.gateway.kube import KubeError
     from ballast.routing import RoutesError
 
     config = GatewayConfig(
@@ -121,7 +131,7 @@ def main(args: argparse.Namespace) -> int:
     )
     try:
         source, kube = _source(config)
-    except (RoutesError, ImportError, OSError, ValueError) as e:
+    except (RoutesError, KubeError, ImportError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_UNUSABLE
     loop = _new_loop(args.loop)

@@ -72,9 +72,12 @@ def kubeconfig_config(path: str | None = None, context: str | None = None) -> Ap
     from kubernetes import client, config  # heavy: only when a kubeconfig is used
 
     cfg = client.Configuration()
-    config.load_kube_config(  # type: ignore[no-untyped-call]
-        config_file=path, context=context, client_configuration=cfg
-    )
+    try:
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=path, context=context, client_configuration=cfg
+        )
+    except Exception as e:  # the loader raises its own ConfigException, and OSError/ValueError
+        raise KubeError(f"cannot use kubeconfig {path or '(default)'}: {e}") from None
     auth = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken")
     token = auth.removeprefix("Bearer ").strip() if isinstance(auth, str) else None
     return ApiConfig(

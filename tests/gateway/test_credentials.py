@@ -58,3 +58,14 @@ async def test_missing_sources_raise_without_the_value(tmp_path: Path) -> None:
         await creds.authorization(CredentialRef(file=str(tmp_path / "absent")))
     with pytest.raises(CredentialsUnavailable, match="no Kubernetes API"):
         await creds.authorization(CredentialRef(secret={"namespace": "a", "name": "b", "key": "c"}))
+
+
+async def test_a_key_spanning_lines_is_refused_not_sent(tmp_path: Path) -> None:
+    path = tmp_path / "key"
+    path.write_text("sk-one\nX-Injected: yes\n")
+    creds = Credentials(environ={"EMPTY": ""})
+    with pytest.raises(CredentialsUnavailable, match="span lines") as err:
+        await creds.authorization(CredentialRef(file=str(path)))
+    assert "sk-one" not in str(err.value)
+    with pytest.raises(CredentialsUnavailable, match="empty"):
+        await creds.authorization(CredentialRef(env="EMPTY"))

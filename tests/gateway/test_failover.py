@@ -9,7 +9,7 @@ import pytest
 
 from tests.gateway.backends import free_port
 from tests.gateway.conftest import BackendFactory, GatewayFactory, async_client
-from tests.gateway.harness import backend_row, table
+from tests.gateway.harness import backend_row, eventually, table
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -264,3 +264,30 @@ async def test_out_of_route_backend_gets_no_traffic(
     results = await asyncio.gather(*(chat(gw) for _ in range(5)))
     assert {r.headers["x-ballast-backend"] for r in results} == {"cloud"}
     assert primary.seen == []
+
+
+async def test_client_leaving_mid_stream_closes_the_upstream_request(
+    backend: BackendFactory, gateway: GatewayFactory
+) -> None:
+    primary, _, gw = await two_tier(backend, gateway)
+    primary.behave(chunks=50, chunk_delay=0.05)
+    async with async_client(gw) as client:
+        stream = await client.chat.completions.create(model="chat", messages=MESSAGES, stream=True)
+        async for _ in stream:
+            break
+        await stream.close()
+
+    def closed() -> bool:
+        return (
+            gw.sample(
+                "ballast_gateway_requests_total",
+                model="chat",
+                backend="primary",
+                outcome="client_closed",
+            )
+            == 1
+        )
+
+    await eventually(closed)
+    assert gw.state.metrics.in_flight == 0
+    assert gw.state.board.get("chat", "primary").state == "closed"  # not the backend's fault

@@ -64,16 +64,22 @@ class Credentials:
         """``Bearer <key>`` for ``ref``, None when it has none; raises CredentialsUnavailable."""
         if ref is None:
             return None
+        value = await self._value(ref)
+        if not value or any(c in value for c in "\r\n\0"):
+            raise CredentialsUnavailable(f"credentials from {_where(ref)} are empty or span lines")
+        return "Bearer " + value
+
+    async def _value(self, ref: CredentialRef) -> str:
         if ref.env is not None:
             value = self._environ.get(ref.env)
-            if not value:
+            if value is None:
                 raise CredentialsUnavailable(f"environment variable {ref.env} is not set")
-            return "Bearer " + value.strip()
+            return value.strip()
         if ref.file is not None:
-            return "Bearer " + self._from_file(ref.file)
+            return self._from_file(ref.file)
         if ref.secret is None:  # CredentialRef guarantees one source; be explicit anyway
             raise CredentialsUnavailable("empty credentials reference")
-        return "Bearer " + await self._from_secret(ref.secret)
+        return await self._from_secret(ref.secret)
 
     def _from_file(self, path: str) -> str:
         now = self._clock()
@@ -119,3 +125,13 @@ class Credentials:
             raise CredentialsUnavailable(f"cannot read {where}") from None
         self._secret_cache[ref] = _Cached(value, self._clock())
         return value
+
+
+def _where(ref: CredentialRef) -> str:
+    if ref.env is not None:
+        return f"environment variable {ref.env}"
+    if ref.file is not None:
+        return f"file {ref.file}"
+    if ref.secret is not None:
+        return f"secret {ref.secret.namespace}/{ref.secret.name} key {ref.secret.key}"
+    return "an empty reference"

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 
+from ballast.gateway import kube as kube_module
 from ballast.gateway.app import GATEWAY, create_app
 from ballast.gateway.config import GatewayConfig
 from ballast.gateway.kube import ApiConfig, KubeApi
@@ -163,3 +165,37 @@ async def test_missing_secret_fails_over(kube: FakeKube, backend: BackendFactory
         await gw.stop()
     assert raw.headers["x-ballast-backend"] == "local"
     assert cloud.seen == []
+
+
+def test_in_cluster_config_uses_the_service_account(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "token").write_text("tok")
+    monkeypatch.setattr(kube_module, "SA_DIR", tmp_path)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "fd00::1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    cfg = kube_module.in_cluster_config()
+    assert cfg is not None
+    assert cfg.host == "https://[fd00::1]:443"
+    assert cfg.token_file == str(tmp_path / "token")
+    assert cfg.ca_file == str(tmp_path / "ca.crt")
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST")
+    assert kube_module.in_cluster_config() is None
+
+
+async def test_kubeconfig_reaches_the_api(kube: FakeKube, tmp_path: Path) -> None:
+    config = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "t",
+        "clusters": [{"name": "c", "cluster": {"server": kube.url}}],
+        "users": [{"name": "u", "user": {"token": TOKEN}}],
+        "contexts": [{"name": "t", "context": {"cluster": "c", "user": "u"}}],
+    }  # fmt: skip
+    path = tmp_path / "kubeconfig"
+    path.write_text(json.dumps(config))
+    api = KubeApi(kube_module.kubeconfig_config(str(path)))
+    await api.start()
+    try:
+        kube.put_secret("ai", "s", {"k": "v"})
+        assert await api.get_secret_key("ai", "s", "k") == "v"
+    finally:
+        await api.close()

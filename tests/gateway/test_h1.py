@@ -238,3 +238,13 @@ async def test_tls_upstream_with_hostname_check(tmp_path: Path) -> None:
         await pool.close()
     finally:
         await runner.cleanup()
+
+
+async def test_large_request_body_arrives_intact(serve) -> None:  # type: ignore[no-untyped-def]
+    srv = await serve(lambda n: [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"])
+    pool = Pool()
+    body = b"y" * (5 * 1024 * 1024)
+    resp = await pool.post(srv.url, body, [])
+    assert await resp.read() == b"ok"
+    assert srv.requests[0].endswith(b"\r\n\r\n" + body)
+    await pool.close()

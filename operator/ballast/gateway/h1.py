@@ -26,6 +26,7 @@ from yarl import URL
 from ballast.gateway.h1parse import Parser, ProtocolError
 
 HIGH_WATER = 256 * 1024
+SMALL_BODY = 64 * 1024
 LOW_WATER = 64 * 1024
 
 
@@ -83,13 +84,16 @@ class Connection(asyncio.Protocol):
             self.parser.eof(self.response, exc, (Disconnected, BodyError))
         self.pool.forget(self)
 
-    def send(self, data: bytes, response: Response) -> None:
+    def send(self, head: bytes, body: bytes, response: Response) -> None:
         if self.transport is None or self.transport.is_closing():
             raise Disconnected("connection closed")
         self.response = response
         self.parser.reset()
         self.uses += 1
-        self.transport.write(data)
+        if len(body) <= SMALL_BODY:
+            self.transport.write(head + body)  # one send() for the usual small request
+        else:
+            self.transport.writelines((head, body))  # no copy of a large body
 
     def abort(self) -> None:
         self.closed = True
@@ -261,7 +265,7 @@ class Pool:
     async def _exchange(self, conn: Connection, head: bytes, body: bytes) -> Response:
         response = Response(conn)
         try:
-            conn.send(head + body, response)
+            conn.send(head, body, response)
             await response.wait_started()
         except BaseException:
             response.close()

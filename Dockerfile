@@ -18,7 +18,7 @@ COPY pyproject.toml README.md ./
 COPY operator/ ./operator/
 # Bytecode is compiled at install time, so a read-only root filesystem costs nothing at start.
 RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
- && python -m pip --python /opt/ballast/bin/python install --compile /wheels/ballast-*.whl \
+ && python -m pip --python /opt/ballast/bin/python install --compile "$(ls /wheels/ballast-*.whl)[fast]" \
  && /opt/ballast/bin/ballast --version
 
 # --- final: the venv on the same slim base, no build tools, no caches, non-root ---

@@ -49,6 +49,8 @@ class AiohttpResponse:
 
 
 class AiohttpClient:
+    """aiohttp's pooled client; honours HTTP(S)_PROXY and NO_PROXY from the environment."""
+
     def __init__(self, keepalive: float = 4.0, limit: int = 0) -> None:
         connector = aiohttp.TCPConnector(
             limit=limit, limit_per_host=0, keepalive_timeout=keepalive, ttl_dns_cache=30
@@ -59,6 +61,7 @@ class AiohttpClient:
             timeout=aiohttp.ClientTimeout(total=None),
             skip_auto_headers=("User-Agent", "Accept-Encoding"),
             cookie_jar=aiohttp.DummyCookieJar(),
+            trust_env=True,  # HTTPS_PROXY/NO_PROXY: egress to external APIs often needs a proxy
         )
 
     async def post(

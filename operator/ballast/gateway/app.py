@@ -16,11 +16,12 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
+from yarl import URL
 
 from ballast.gateway import errors
 from ballast.gateway.breaker import BreakerBoard, Clock
@@ -32,7 +33,7 @@ from ballast.gateway.metrics import Metrics
 from ballast.gateway.proxy import Proxy
 from ballast.gateway.snapshot import FORWARDED_PATHS, Snapshot, TableStore
 from ballast.gateway.sources import TableSource
-from ballast.gateway.upstream import UpstreamClient
+from ballast.gateway.upstream import UpstreamClient, UpstreamResponse
 
 log = logging.getLogger(__name__)
 
@@ -112,15 +113,38 @@ def _tables_changed(snap: Snapshot, board: BreakerBoard, metrics: Metrics) -> No
     metrics.models.set(len(snap.routes))
 
 
-def upstream_client(config: GatewayConfig) -> UpstreamClient:
-    """The shared, pooled upstream client the config names."""
-    if config.upstream_client == "aiohttp":
-        from ballast.gateway.aioclient import AiohttpClient
+class SchemeClient:
+    """``auto``: the lean h1 client for plain-HTTP backends (in-cluster engines, the hot path)
+    and aiohttp's for HTTPS ones (external APIs: proxies from the environment, mature TLS)."""
 
-        return AiohttpClient(keepalive=config.upstream_keepalive)
-    if config.upstream_client != "h1":
-        raise ValueError(f"unknown upstream client {config.upstream_client!r} (h1 or aiohttp)")
-    return Pool(keepalive=config.upstream_keepalive)
+    def __init__(self, plain: UpstreamClient, tls: UpstreamClient) -> None:
+        self.plain, self.tls = plain, tls
+
+    async def post(
+        self, url: URL, body: bytes, headers: Iterable[tuple[str, str]]
+    ) -> UpstreamResponse:
+        client = self.tls if url.scheme == "https" else self.plain
+        return await client.post(url, body, headers)
+
+    async def close(self) -> None:
+        await self.plain.close()
+        await self.tls.close()
+
+
+def upstream_client(config: GatewayConfig) -> UpstreamClient:
+    """The shared, pooled upstream client the config names (h1, aiohttp or auto)."""
+    if config.upstream_client not in ("auto", "h1", "aiohttp"):
+        raise ValueError(
+            f"unknown upstream client {config.upstream_client!r} (auto, h1 or aiohttp)"
+        )
+    if config.upstream_client == "h1":
+        return Pool(keepalive=config.upstream_keepalive)
+    from ballast.gateway.aioclient import AiohttpClient
+
+    tls = AiohttpClient(keepalive=config.upstream_keepalive)
+    if config.upstream_client == "aiohttp":
+        return tls
+    return SchemeClient(Pool(keepalive=config.upstream_keepalive), tls)
 
 
 def _lifecycle(

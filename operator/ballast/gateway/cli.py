@@ -86,9 +86,10 @@ def _server_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add(
         "--upstream-client",
-        default=_env("UPSTREAM_CLIENT", "h1"),
-        choices=["h1", "aiohttp"],
-        help="upstream HTTP client: the lean built-in one, or aiohttp's [%(default)s]",
+        default=_env("UPSTREAM_CLIENT", "auto"),
+        choices=["auto", "h1", "aiohttp"],
+        help="upstream HTTP client: auto (h1 for http://, aiohttp for https:// with "
+        "HTTPS_PROXY support), the lean built-in h1, or aiohttp's [%(default)s]",
     )
     add("--loop", default=_env("LOOP", "auto"), choices=["auto", "asyncio", "uvloop"],
         help="event loop: uvloop when installed (auto), or force one [%(default)s]")  # fmt: skip

@@ -33,6 +33,6 @@ class GatewayConfig:
     #: Idle keep-alive of pooled upstream connections (below uvicorn's 5 s default, so the
     #: gateway, not the engine, closes idle ones).
     upstream_keepalive: float = 4.0
-    #: The upstream HTTP client: "h1" (lean, default) or "aiohttp" (ClientSession).
-    upstream_client: str = "h1"
+    #: The upstream HTTP client: "auto" (h1 for http://, aiohttp for https://), "h1" or "aiohttp".
+    upstream_client: str = "auto"
     log_level: str = "info"

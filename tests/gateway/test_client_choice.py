@@ -1,0 +1,42 @@
+"""`--upstream-client auto` (the default): h1 for plain HTTP, aiohttp (proxy-aware) for HTTPS."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from yarl import URL
+
+from ballast.gateway.aioclient import AiohttpClient
+from ballast.gateway.app import SchemeClient, upstream_client
+from ballast.gateway.config import GatewayConfig
+from ballast.gateway.h1 import Pool
+
+
+async def test_auto_is_the_default_and_splits_by_scheme() -> None:
+    client = upstream_client(GatewayConfig())
+    try:
+        assert isinstance(client, SchemeClient)
+        assert isinstance(client.plain, Pool)
+        assert isinstance(client.tls, AiohttpClient)
+        assert client.tls.session.trust_env is True  # HTTPS_PROXY / NO_PROXY honoured
+    finally:
+        await client.close()
+
+
+async def test_auto_serves_plain_http_through_h1(unused_tcp_port: int) -> None:
+    async def echo(request: web.Request) -> web.Response:
+        return web.Response(body=await request.read(), content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/v1/echo", echo)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", unused_tcp_port).start()
+    client = upstream_client(GatewayConfig(upstream_client="auto"))
+    try:
+        resp = await client.post(URL(f"http://127.0.0.1:{unused_tcp_port}/v1/echo"), b"{}", [])
+        assert resp.status == 200
+        assert await resp.read() == b"{}"
+        resp.release()
+    finally:
+        await client.close()
+        await runner.cleanup()

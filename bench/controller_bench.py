@@ -108,6 +108,22 @@ async def converge(
     return ready_after
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100
+
+
+async def idle(cluster: Cluster, quiet: float = 1.5) -> None:
+    """Wait until the operator has made no (non-watch) request for ``quiet`` seconds."""
+    loop = asyncio.get_running_loop()
+    last, since = len(operator_requests(cluster, 0)), loop.time()
+    while loop.time() - since < quiet:
+        await asyncio.sleep(0.2)
+        if (now := len(operator_requests(cluster, 0))) != last:
+            last, since = now, loop.time()
+
+
 def rss_mb(pid: int) -> tuple[float, float]:
     fields = dict(
         line.split(":", 1)
@@ -119,6 +135,7 @@ def rss_mb(pid: int) -> tuple[float, float]:
 
 async def one_service(workdir: Path) -> dict[str, Any]:
     async with emulated(workdir) as cluster:
+        await idle(cluster)  # kopf's start-up discovery and listings are not part of it
         start = len(cluster.api.requests)
         cluster.create(three_backends(cluster, "assistant"))
         seconds = await converge(cluster, ["assistant"])
@@ -143,15 +160,18 @@ async def one_service(workdir: Path) -> dict[str, Any]:
 async def many(workdir: Path, count: int, measure_restart: bool) -> dict[str, Any]:
     async with emulated(workdir) as cluster:
         names = [f"svc-{i:04d}" for i in range(count)]
+        await idle(cluster)
+        operator = cluster.operator
+        if operator is None or operator.process is None:
+            raise RuntimeError("the operator is not running")
+        cpu = cpu_seconds(operator.process.pid)
         start = len(cluster.api.requests)
         wall = time.monotonic()
         for name in names:
             cluster.create(three_backends(cluster, name))
         seconds = await converge(cluster, names, limit=1800)
         requests = operator_requests(cluster, start)
-        operator = cluster.operator
-        if operator is None or operator.process is None:
-            raise RuntimeError("the operator is not running")
+        cpu = cpu_seconds(operator.process.pid) - cpu
         rss, peak = rss_mb(operator.process.pid)
         result: dict[str, Any] = {
             "services": count,
@@ -161,6 +181,7 @@ async def many(workdir: Path, count: int, measure_restart: bool) -> dict[str, An
             "requests_per_service": round(len(requests) / count, 1),
             "rss_mb": round(rss, 1),
             "peak_rss_mb": round(peak, 1),
+            "operator_cpu_seconds": round(cpu, 1),
             "objects": sum(1 for k in cluster.store.kinds.values() for _ in cluster.store.items(k)),
         }
         if measure_restart:

@@ -41,6 +41,11 @@ def hash_of(obj: Mapping[str, Any]) -> str | None:
     return str(value) if value is not None else None
 
 
+def _rv(obj: Mapping[str, Any]) -> str | None:
+    value = (obj.get("metadata") or {}).get("resourceVersion")
+    return str(value) if value is not None else None
+
+
 def in_sync(live: Mapping[str, Any], want: Obj) -> bool:
     """The live object carries the wanted hash and every wanted field."""
     return hash_of(live) == hash_of(want) and contains(live, want)
@@ -137,27 +142,27 @@ class Applier:
         """Create; on AlreadyExists, "unchanged" if the live one is in sync, else None (patch it)."""
         kind, name = key_of(obj)
         try:
-            await self.kube.create(KINDS[kind], owner[0], obj)
+            created = await self.kube.create(KINDS[kind], owner[0], obj)
         except ApiError as e:
             if e.status != 409:
                 raise
             live = await self.kube.get(KINDS[kind], owner[0], name)
             if live is not None and in_sync(live, obj):
-                self.children.note(owner, kind, name, hash_of(obj))
+                self.children.note(owner, kind, name, hash_of(obj), _rv(live))
                 return "unchanged"
             return None
-        self.children.note(owner, kind, name, hash_of(obj))
+        self.children.note(owner, kind, name, hash_of(obj), _rv(created))
         return "created"
 
     async def _patch(self, owner: Owner, obj: Obj, patch: Obj) -> Outcome:
         kind, name = key_of(obj)
         try:
-            await self.kube.patch(KINDS[kind], owner[0], name, patch)
+            written = await self.kube.patch(KINDS[kind], owner[0], name, patch)
+            outcome: Outcome = "patched"
         except ApiError as e:
             if e.status != 404:
                 raise
-            await self.kube.create(KINDS[kind], owner[0], obj)
-            self.children.note(owner, kind, name, hash_of(obj))
-            return "created"
-        self.children.note(owner, kind, name, hash_of(obj))
-        return "patched"
+            written = await self.kube.create(KINDS[kind], owner[0], obj)
+            outcome = "created"
+        self.children.note(owner, kind, name, hash_of(obj), _rv(written))
+        return outcome

@@ -79,7 +79,8 @@ class Children:
 
     def __init__(self) -> None:
         self.indices: list[IndexLike] = []
-        self._recent: dict[tuple[str, str, str, str], tuple[str | None, float]] = {}
+        #: owner -> child -> (hash written or None when deleted, when, resourceVersion written)
+        self._recent: dict[Owner, dict[ChildKey, tuple[str | None, float, str | None]]] = {}
 
     def of(self, owner: Owner, uid: str | None = None) -> dict[ChildKey, Child]:
         """Children of ``owner`` (of the incarnation ``uid`` when given)."""
@@ -88,27 +89,36 @@ class Children:
             for child in index.get(owner) or ():
                 if uid is None or child.owner_uid == uid:
                     out[(child.kind, child.name)] = child
+        recent = self._recent.get(owner)
+        if not recent:
+            return out
         now = time.monotonic()
-        for (ns, svc, kind, name), (hash_, at) in list(self._recent.items()):
-            if (ns, svc) != owner:
-                continue
-            seen = out.get((kind, name))
+        for key, (hash_, at, _) in list(recent.items()):
+            seen = out.get(key)
             caught_up = seen.hash == hash_ if seen is not None else hash_ is None
             if caught_up or now - at > RECENT_SECONDS:
-                del self._recent[(ns, svc, kind, name)]
+                del recent[key]
             elif hash_ is None:
-                out.pop((kind, name), None)
+                out.pop(key, None)
             elif seen is None or seen.hash != hash_:
-                base = seen or Child(kind, name, hash_, uid or "")
-                out[(kind, name)] = Child(
-                    kind, name, hash_, base.owner_uid, base.replicas, base.ready_replicas
+                base = seen or Child(key[0], key[1], hash_, uid or "")
+                out[key] = Child(
+                    key[0], key[1], hash_, base.owner_uid, base.replicas, base.ready_replicas
                 )
+        if not recent:
+            del self._recent[owner]
         return out
 
-    def note(self, owner: Owner, kind: str, name: str, hash_: str | None) -> None:
+    def note(
+        self, owner: Owner, kind: str, name: str, hash_: str | None, rv: str | None = None
+    ) -> None:
         """Remember a write just made (``hash_`` None: deleted) until the watch shows it."""
-        self._recent[(*owner, kind, name)] = (hash_, time.monotonic())
+        self._recent.setdefault(owner, {})[(kind, name)] = (hash_, time.monotonic(), rv)
+
+    def echo(self, owner: Owner, kind: str, name: str, rv: str | None) -> bool:
+        """True when ``rv`` is the resourceVersion of the operator's own latest write."""
+        written = self._recent.get(owner, {}).get((kind, name))
+        return rv is not None and written is not None and written[2] == rv
 
     def forget(self, owner: Owner) -> None:
-        for key in [k for k in self._recent if k[:2] == owner]:
-            del self._recent[key]
+        self._recent.pop(owner, None)

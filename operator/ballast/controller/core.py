@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +22,7 @@ from ballast import render
 from ballast.controller import status as status_model
 from ballast.controller.apply import KINDS, Applier, in_sync, key_of
 from ballast.controller.children import Children, Owner, owner_of
+from ballast.controller.desired import Desired
 from ballast.controller.events import Events
 from ballast.controller.health import ServiceHealth, Transition
 from ballast.controller.kube import ApiError, KubeClient
@@ -62,7 +62,7 @@ class Controller:
         self._locks: dict[Owner, asyncio.Lock] = {}
         #: owners whose children must be applied again (a restore failed).
         self.dirty: set[Owner] = set()
-        self._rendered: OrderedDict[tuple[object, ...], list[Obj]] = OrderedDict()
+        self.rendered = Desired(RENDER_CACHE)
 
     @property
     def active(self) -> bool:
@@ -81,8 +81,10 @@ class Controller:
         state = self.health.get(entry.owner)
         if entry.svc is not None and (state is None or state.uid != entry.uid):
             state = self.health[entry.owner] = ServiceHealth.start(entry.svc)
-        elif state is not None and entry.svc is not None:
+            state.generation = entry.generation
+        elif state is not None and entry.svc is not None and state.generation != entry.generation:
             state.sync(entry.svc, time.monotonic())
+            state.generation = entry.generation
         return state or ServiceHealth(uid=entry.uid)
 
     def forget(self, owner: Owner) -> None:
@@ -95,18 +97,7 @@ class Controller:
         self.metrics.forget(*owner)
 
     def desired(self, entry: Entry, route: Mapping[str, bool], cache: bool = True) -> list[Obj]:
-        """Rendered children (cached per spec generation and route)."""
-        if entry.svc is None:
-            return []
-        if not cache:
-            return render.objects(entry.svc, route)
-        key = (entry.owner, entry.uid, entry.generation, tuple(sorted(route.items())))
-        if key not in self._rendered:
-            self._rendered[key] = render.objects(entry.svc, route)
-            while len(self._rendered) > RENDER_CACHE:
-                self._rendered.popitem(last=False)
-        self._rendered.move_to_end(key)
-        return self._rendered[key]
+        return self.rendered.all(entry, route, cache)
 
     # -- kopf: create / update / resume ----------------------------------------
 
@@ -186,6 +177,11 @@ class Controller:
         owner, uid = found
         if kind == "Deployment":
             self._nudge(owner, body)
+        rv = (body.get("metadata") or {}).get("resourceVersion")
+        if event_type != "DELETED" and self.children.echo(
+            owner, kind, str(body["metadata"]["name"]), rv
+        ):
+            return  # the operator's own write coming back
         entry = lookup(self.services, owner)
         if entry is None or entry.svc is None or entry.uid != uid:
             return  # owner gone (garbage collection's job) or rejected: leave it
@@ -225,14 +221,7 @@ class Controller:
         self, entry: Entry, kind: str, event_type: str | None, body: Mapping[str, Any]
     ) -> None:
         name = str(body["metadata"]["name"])
-        want = next(
-            (
-                o
-                for o in self.desired(entry, self.health_of(entry).route())
-                if key_of(o) == (kind, name)
-            ),
-            None,
-        )
+        want = self.rendered.one(entry, kind, name, self.health_of(entry).route())
         if want is None:
             if event_type != "DELETED" and await self.applier.remove(entry.owner, kind, name):
                 logger.info(

@@ -102,6 +102,8 @@ class ServiceHealth:
     """Health of every backend of one LLMService incarnation."""
 
     uid: str | None
+    #: The spec generation the backends were last synced with.
+    generation: int | None = None
     backends: dict[str, BackendHealth] = field(default_factory=dict)
     due: dict[str, float] = field(default_factory=dict)
     shown: tuple[object, ...] = ()

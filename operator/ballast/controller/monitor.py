@@ -33,6 +33,8 @@ from ballast.naming import backend_name
 
 logger = logging.getLogger("ballast.health")
 MAX_SLEEP = 1.0
+#: Shortest pause between ticks: probes due within it are batched into one round.
+MIN_SLEEP = 0.2
 
 
 @dataclass(frozen=True)
@@ -81,12 +83,14 @@ class Monitor:
             if svc is None:
                 continue
             state = self.controller.health_of(entry)
+            backends = [b for b in svc.spec.backends if state.due.get(b.name, 0.0) <= now]
+            if not backends:
+                continue
             children = self.controller.children.of(entry.owner, entry.uid)
-            for b in svc.spec.backends:
-                if state.due.get(b.name, 0.0) <= now:
-                    state.due[b.name] = now + period(b)
-                    dep = children.get(("Deployment", backend_name(svc.name, b.name)))
-                    due.append(Due(entry, svc, state, b, dep))
+            for b in backends:
+                state.due[b.name] = now + period(b)
+                dep = children.get(("Deployment", backend_name(svc.name, b.name)))
+                due.append(Due(entry, svc, state, b, dep))
         return due
 
     async def tick(self) -> float:
@@ -174,4 +178,4 @@ class Monitor:
         nexts = [t for s in self.controller.health.values() for t in s.due.values()]
         if not nexts:
             return MAX_SLEEP
-        return min(MAX_SLEEP, max(0.05, min(nexts) - now))
+        return min(MAX_SLEEP, max(MIN_SLEEP, min(nexts) - now))

@@ -1,0 +1,49 @@
+"""One child rendered alone equals the same child in the full rendering, for every example."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ballast.api.manifests import check_document, load_documents
+from ballast.controller.desired import Desired
+from ballast.controller.services import entry_from
+from tests.factories import external, llmservice_obj, vllm
+
+EXAMPLES = sorted((Path(__file__).parents[2] / "manifests" / "examples").glob("*.yaml"))
+
+
+def examples() -> list[dict[str, object]]:
+    out = []
+    for path in EXAMPLES:
+        for doc in load_documents(path.read_text(encoding="utf-8"), str(path)):
+            if check_document(doc).service is not None:
+                body = doc.body
+                out.append({**body, "metadata": {**body["metadata"], "uid": "u-1", "generation": 1}})
+    return out
+
+
+@pytest.mark.parametrize("obj", examples(), ids=lambda o: str(o["metadata"]["name"]))  # type: ignore[index]
+@pytest.mark.parametrize("route", [{}, {"gpu": True, "primary": True}])
+def test_one_child_equals_the_full_rendering(
+    obj: dict[str, object], route: dict[str, bool]
+) -> None:
+    entry = entry_from(obj)
+    assert entry is not None
+    desired = Desired()
+    everything = desired.all(entry, route)
+    assert everything
+    for child in everything:
+        meta = child["metadata"]
+        assert desired.one(entry, child["kind"], meta["name"], route) == child
+
+
+def test_children_that_should_not_exist_are_none() -> None:
+    entry = entry_from(llmservice_obj(vllm(), external(), uid="u-1"))
+    assert entry is not None
+    desired = Desired()
+    assert desired.one(entry, "HorizontalPodAutoscaler", "chat-primary", {}) is None  # no scaling
+    assert desired.one(entry, "Deployment", "chat-cloud", {}) is None  # external: no pods
+    assert desired.one(entry, "Service", "chat-gone", {}) is None
+    assert desired.one(entry, "ConfigMap", "chat-other", {}) is None

@@ -20,7 +20,9 @@ def examples() -> list[dict[str, object]]:
         for doc in load_documents(path.read_text(encoding="utf-8"), str(path)):
             if check_document(doc).service is not None:
                 body = doc.body
-                out.append({**body, "metadata": {**body["metadata"], "uid": "u-1", "generation": 1}})
+                out.append(
+                    {**body, "metadata": {**body["metadata"], "uid": "u-1", "generation": 1}}
+                )
     return out
 
 

@@ -5,6 +5,7 @@ CRD had the rule, or by a client skipping validation, still reach the operator.)
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -40,3 +41,32 @@ async def test_an_invalid_spec_is_reported_without_retries_and_a_fix_recovers(
     await cluster.wait_phase("broken", "Ready", seconds=15)
     assert cluster.condition("broken", "Ready")["reason"] == "AllBackendsInRoute"
     assert ("Deployment", "broken-dup") in cluster.children("broken")
+
+
+async def test_a_child_the_api_refuses_is_reported_and_retried(cluster: Cluster) -> None:
+    from tests.emulator.errors import ApiError
+
+    def creates_hpa(request: Any) -> bool:
+        return request.method.value == "POST" and request.url.path.endswith(
+            "/horizontalpodautoscalers"
+        )
+
+    error = ApiError(
+        403, "Forbidden", "horizontalpodautoscalers.autoscaling is forbidden: cannot create"
+    )
+    clear = cluster.api.fail(creates_hpa, error)
+    try:
+        cluster.create(service_obj("refused", hosted(scaling={"minReplicas": 1, "maxReplicas": 2})))
+        await eventually(
+            lambda: cluster.condition("refused", "Ready").get("reason") == "ApplyFailed",
+            seconds=15,
+            what="ApplyFailed",
+        )
+        assert "forbidden" in cluster.condition("refused", "Ready")["message"]
+        await eventually(
+            lambda: "ApplyFailed" in cluster.reasons("refused"), what="ApplyFailed event"
+        )
+    finally:
+        clear()
+    await cluster.wait_phase("refused", "Ready", seconds=20)
+    assert ("HorizontalPodAutoscaler", "refused-primary") in cluster.children("refused")

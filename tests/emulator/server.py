@@ -56,6 +56,9 @@ class KubeEmulator(kmock.KubernetesScaffold):
     store: Store = attrs.field(factory=Store)
     url_base: str = ""
     holds: list[Hold] = attrs.field(factory=list, init=False)
+    faults: list[tuple[Callable[[rendering.Request], bool], ApiError]] = attrs.field(
+        factory=list, init=False
+    )
     _watches: list[asyncio.Queue[Any]] = attrs.field(factory=list, init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -131,6 +134,14 @@ class KubeEmulator(kmock.KubernetesScaffold):
         self.holds.append(hold)
         return hold
 
+    def fail(
+        self, where: Callable[[rendering.Request], bool], error: ApiError
+    ) -> Callable[[], None]:
+        """Answer matching requests with ``error`` until the returned function is called."""
+        fault = (where, error)
+        self.faults.append(fault)
+        return lambda: self.faults.remove(fault)
+
     def close_watches(self) -> None:
         """End every open watch stream (before shutting the server down)."""
         for queue in self._watches:
@@ -147,6 +158,9 @@ class KubeEmulator(kmock.KubernetesScaffold):
         if method in WRITE_METHODS:
             for hold in list(self.holds):
                 await hold.wait(request)
+        for where, error in list(self.faults):
+            if where(request):
+                raise error
         if method == "GET" and request.params.get("watch") in ("true", "1"):
             return _ok(self._watch(kind, request.namespace, request.name, request.params))
         if method == "GET":

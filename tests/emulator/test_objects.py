@@ -292,3 +292,15 @@ async def test_writes_are_counted_from_the_request_log(
     await merge(http, f"{CM}/c", {"data": {"k": "w"}})
     await call(http, "DELETE", f"{CM}/c")
     assert [r.method.value for r in api.writes(start)] == ["POST", "PATCH", "DELETE"]
+
+
+async def test_faults_answer_matching_requests_until_cleared(
+    http: aiohttp.ClientSession, api: KubeEmulator
+) -> None:
+    from tests.emulator.errors import ApiError
+
+    clear = api.fail(lambda r: r.method.value == "POST", ApiError(403, "Forbidden", "no"))
+    status, body = await call(http, "POST", CM, cm())
+    assert (status, body["reason"]) == (403, "Forbidden")
+    clear()
+    assert (await call(http, "POST", CM, cm()))[0] == 201

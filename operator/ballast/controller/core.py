@@ -111,8 +111,9 @@ class Controller:
         try:
             async with self.lock(entry.owner):
                 result = await self._reconcile(entry, old)
-        except ApiError:
+        except ApiError as e:
             self.metrics.reconcile_errors.inc()
+            await self._report_failure(entry, e)
             raise
         finally:
             self.metrics.reconciles.labels(result).inc()
@@ -146,6 +147,26 @@ class Controller:
         self.applied[entry.owner] = (entry.uid, entry.generation)
         await self._write_status(entry, state)
         return "success"
+
+    async def _report_failure(self, entry: Entry, error: ApiError) -> None:
+        """Say in status why children could not be applied (RBAC, quota, admission...)."""
+        if entry.svc is None or error.status in (0, 409):
+            return  # no answer or a race: the retry will most likely succeed
+        status = status_model.apply_failed(
+            status_model.observed(
+                entry.svc,
+                self.health_of(entry),
+                entry.generation,
+                self.settings.gateway_endpoint,
+                self.statuses.previous(entry),
+            ),
+            f"{error.status} {error.reason}: {error.message}",
+        )
+        try:
+            if await self.statuses.write(entry, status):
+                self.events.warn(entry, "ApplyFailed", error.message)
+        except ApiError as e:
+            logger.warning("cannot report the failure of %s/%s: %s", *entry.owner, e)
 
     async def _write_status(self, entry: Entry, state: ServiceHealth) -> None:
         if entry.svc is None:

@@ -194,3 +194,18 @@ def rejected(
         conditions=_keep_times(conditions, previous, now),
         backends=list(previous.backends) if previous else [],
     )
+
+
+def apply_failed(status: LLMServiceStatus, message: str) -> LLMServiceStatus:
+    """``status`` with Ready=False/ApplyFailed: the API refused a child (retried with backoff)."""
+    ready = status.condition("Ready")
+    if ready is None:
+        return status
+    failed = ready.model_copy(
+        update={"status": "False", "reason": "ApplyFailed", "message": message[:1024]}
+    )
+    if ready.status != "False":
+        failed = failed.model_copy(update={"last_transition_time": now_rfc3339()})
+    conditions = [failed if c.type == "Ready" else c for c in status.conditions]
+    phase = Phase.PROGRESSING if status.phase is Phase.READY else status.phase
+    return status.model_copy(update={"conditions": conditions, "phase": phase})

@@ -71,7 +71,11 @@ OPERATOR: tuple[Permission, ...] = (
     Permission("events.k8s.io", ("events",), ("create",)),
     Permission("", ("namespaces",), ("get", "list", "watch")),
     Permission("apiextensions.k8s.io", ("customresourcedefinitions",), ("get", "list", "watch")),
-    Permission("kopf.dev", ("clusterkopfpeerings", "kopfpeerings"), ("get", "list", "watch", "patch")),
+    Permission(
+        "kopf.dev",
+        ("clusterkopfpeerings", "kopfpeerings"),
+        ("get", "list", "watch", "create", "patch"),
+    ),
 )
 
 #: The gateway (``ballast gateway``): routing ConfigMaps, and single Secrets its routes name.

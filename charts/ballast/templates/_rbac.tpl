@@ -25,6 +25,7 @@
   - get
   - list
   - watch
+  - create
   - patch
 {{- end }}
 
@@ -116,6 +117,7 @@
   - get
   - list
   - watch
+  - create
   - patch
 {{- end }}
 

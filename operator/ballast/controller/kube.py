@@ -68,6 +68,10 @@ class ApiError(Exception):
 Login = Callable[[], Awaitable[Any]]
 
 
+#: Every write is recorded in managedFields under the field manager DESIGN.md names.
+_MANAGER: Final = "?fieldManager=ballast"
+
+
 class KubeClient:
     """JSON requests against the API server the operator is logged in to."""
 
@@ -137,13 +141,14 @@ class KubeClient:
             raise
 
     async def create(self, kind: Kind, namespace: str | None, body: Obj) -> Obj:
-        return await self.request("POST", kind.path(namespace), body)
+        return await self.request("POST", kind.path(namespace) + _MANAGER, body)
 
     async def patch(
         self, kind: Kind, namespace: str | None, name: str, body: Obj, sub: str | None = None
     ) -> Obj:
         """A JSON merge patch (RFC 7386) of the object or of its ``sub`` resource."""
-        return await self.request("PATCH", kind.path(namespace, name, sub), body, MERGE_PATCH)
+        path = kind.path(namespace, name, sub) + _MANAGER
+        return await self.request("PATCH", path, body, MERGE_PATCH)
 
     async def delete(self, kind: Kind, namespace: str | None, name: str) -> bool:
         """Delete with background propagation; False when it was already gone."""

@@ -5,10 +5,10 @@ once; `fresh_control_plane` gives a test its own empty one; `fake_kubelet`
 (session) adds a Ready Node so pods run; `kubectl` and `helm` are the real CLIs
 bound to the admin kubeconfig; `llmservice_crd` (session) applies `crds/`;
 `namespace` is a fresh namespace per test; `ballast_release` (session) is
-charts/ballast installed for its ServiceAccounts and RBAC (CRDs and gateway off). Missing binaries FAIL the tier with the
-command that builds them: a silent skip would hide a regression in CI.
-`BALLAST_SKIP_CLUSTER=1` skips it explicitly. Every test under this directory is
-marked `cluster`.
+charts/ballast installed for its ServiceAccounts and RBAC (CRDs and gateway off).
+Missing binaries FAIL the tier with the command that builds them: a silent skip
+would hide a regression in CI. `BALLAST_SKIP_CLUSTER=1` skips it explicitly.
+Every test under this directory is marked `cluster`.
 """
 
 from __future__ import annotations

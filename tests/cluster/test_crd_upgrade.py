@@ -1,0 +1,146 @@
+"""CRD compatibility across an upgrade: LLMServices created under the previous
+release's CRD are read back unchanged after the current CRD is applied over it,
+are still valid for `ballast validate`, and would still be accepted if created
+today.
+
+Baseline: no release has been tagged yet, so the "previous release" is the CRD and
+the examples as committed in 81a9083, the first commit that added crds/. Replace
+BASELINE with the newest release tag once there is one. That CRD put a
+`description` on `metadata`, which the API server refuses (fixed in 61009bb), so no
+cluster can have run it verbatim: the test shows the server refuses it for exactly
+that reason, then installs it with that one key removed.
+"""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ._release import CRD_PATH, kubectl_for
+from .binaries import REPO
+from .controlplane import ControlPlane
+from .kubeapi import JSON, ApiError, KubeApi
+from .poll import wait_for
+from .tools import Tool
+
+BASELINE = "81a9083"
+CRD_FILE = "crds/llmservices.ballast.dev.yaml"
+API = "/apis/ballast.dev/v1alpha1"
+
+
+def git_show(path: str, commit: str = BASELINE) -> str:
+    return subprocess.run(
+        ["git", "show", f"{commit}:{path}"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+
+
+def baseline_examples() -> list[JSON]:
+    names = subprocess.run(
+        ["git", "ls-tree", "--name-only", BASELINE, "manifests/examples/"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    docs = [d for name in names for d in yaml.safe_load_all(git_show(name)) if d]
+    assert len(docs) >= 5, names
+    return docs
+
+
+def crd_ready(api: KubeApi, must_have: str = "") -> bool:
+    """Established, serving lists, and (when given) holding `must_have` in its schema."""
+    crd = api.get(CRD_PATH)
+    established = any(
+        c["type"] == "Established" and c["status"] == "True"
+        for c in crd.get("status", {}).get("conditions", [])
+    )
+    if not established or must_have not in yaml.safe_dump(crd["spec"]):
+        return False
+    try:
+        api.get(f"{API}/llmservices")
+    except ApiError as err:
+        if err.status == 429:  # storage still initializing
+            return False
+        raise
+    return True
+
+
+def readable(obj: JSON) -> JSON:
+    """What a user wrote plus what the server keeps: spec, identity and version."""
+    meta = obj["metadata"]
+    return {
+        "spec": obj["spec"],
+        "uid": meta["uid"],
+        "resourceVersion": meta["resourceVersion"],
+        "generation": meta["generation"],
+    }
+
+
+@pytest.fixture
+def kubectl(fresh_control_plane: ControlPlane, k8s_tools: Path) -> Tool:
+    return kubectl_for(fresh_control_plane, k8s_tools)
+
+
+def test_objects_from_the_baseline_crd_survive_the_current_crd(
+    fresh_control_plane: ControlPlane, kubectl: Tool, tmp_path: Path
+) -> None:
+    api = fresh_control_plane.api
+    old_crd = yaml.safe_load(git_show(CRD_FILE))
+    refused = kubectl(
+        "apply", "--server-side", "-f", "-", input=yaml.safe_dump(old_crd), check=False
+    )
+    assert refused.returncode != 0
+    assert "properties[metadata]" in refused.stderr
+    assert "must not specify anything other than name and generateName" in refused.stderr
+
+    schema = old_crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    del schema["properties"]["metadata"]["description"]
+    kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump(old_crd))
+    wait_for(lambda: crd_ready(api), timeout=60, what="the baseline CRD")
+
+    api.post(
+        "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ai"}}
+    )
+    examples = baseline_examples()
+    kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(examples))
+    paths = [f"{API}/namespaces/ai/llmservices/{d['metadata']['name']}" for d in examples]
+    before = {p: readable(api.get(p)) for p in paths}
+
+    current = (REPO / CRD_FILE).read_text()
+    assert current != git_show(CRD_FILE), "the CRD has not changed since the baseline"
+    upgraded = kubectl("apply", "--server-side", "-f", str(REPO / CRD_FILE))
+    assert "warning" not in upgraded.stderr.lower(), upgraded.stderr
+    # Wait until the server serves the new schema (a rule only the current CRD has).
+    wait_for(
+        lambda: crd_ready(api, "engine openai (an external API) runs no pods: remove image"),
+        timeout=60,
+        what="the current CRD",
+    )
+
+    after = {p: api.get(p) for p in paths}
+    assert {p: readable(o) for p, o in after.items()} == before
+    stored = tmp_path / "stored.yaml"
+    stored.write_text(yaml.safe_dump_all(list(after.values())))
+    validate = subprocess.run(
+        [sys.executable, "-m", "ballast.cli", "validate", "-f", str(stored)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert validate.returncode == 0, validate.stdout + validate.stderr
+
+    # Created today under the current CRD, each object is accepted with the same spec ...
+    for path, obj in after.items():
+        again = copy.deepcopy(obj)
+        again["metadata"] = {"name": f"{obj['metadata']['name']}-again", "namespace": "ai"}
+        created = api.post(f"{API}/namespaces/ai/llmservices", again)
+        assert created["spec"] == obj["spec"], path
+    # ... and re-applying the user's unchanged manifests (a GitOps sync) changes nothing.
+    kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(examples))
+    assert {p: readable(api.get(p)) for p in paths} == before

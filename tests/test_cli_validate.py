@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.api.cases import external, make_llmservice, vllm
+from tests.clirun import ballast
+from tests.factories import external, llmservice_obj, vllm
 
 ROOT = Path(__file__).parents[1]
 EXAMPLES = ROOT / "manifests" / "examples"
-
-
-def ballast(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ballast.cli", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def test_examples_are_valid_with_one_line_each() -> None:
@@ -35,7 +23,7 @@ def test_examples_are_valid_with_one_line_each() -> None:
 
 
 def test_invalid_document_exits_1_with_file_object_and_field(tmp_path: Path) -> None:
-    bad = make_llmservice(vllm(scaling={"minReplicas": 5, "maxReplicas": 2}), external(url=None))
+    bad = llmservice_obj(vllm(scaling={"minReplicas": 5, "maxReplicas": 2}), external(url=None))
     del bad["spec"]["backends"][1]["url"]
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(bad))
@@ -55,9 +43,9 @@ def test_invalid_document_exits_1_with_file_object_and_field(tmp_path: Path) -> 
 
 def test_multi_document_stdin_reports_each_and_skips_other_kinds() -> None:
     docs = [
-        make_llmservice(name="good"),
+        llmservice_obj(name="good"),
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}},
-        make_llmservice(vllm("Bad_Name"), name="bad"),
+        llmservice_obj(vllm("Bad_Name"), name="bad"),
     ]
     result = ballast("validate", "-f", "-", stdin=yaml.safe_dump_all(docs))
     assert result.returncode == 1
@@ -107,7 +95,7 @@ def test_a_scalar_document_is_a_problem_not_a_crash() -> None:
 
 
 def test_wrong_api_version_is_named() -> None:
-    obj = make_llmservice() | {"apiVersion": "ballast.dev/v1"}
+    obj = llmservice_obj() | {"apiVersion": "ballast.dev/v1"}
     result = ballast("validate", "-f", "-", stdin=yaml.safe_dump(obj))
     assert result.returncode == 1
     assert "apiVersion: expected ballast.dev/v1alpha1" in result.stderr

@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from ballast.api import LLMService, SpecError, parse_llmservice
-from tests.api.cases import INVALID, VALID, Case, make_llmservice, vllm
+from tests.api.cases import INVALID, VALID, Case
+from tests.factories import llmservice_obj, vllm
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "manifests" / "examples").glob("*.yaml"))
 
@@ -43,7 +44,7 @@ def test_every_example_validates(path: Path) -> None:
 
 
 def test_defaults_live_in_the_models() -> None:
-    svc = parse_llmservice(make_llmservice(vllm()))
+    svc = parse_llmservice(llmservice_obj(vllm()))
     spec = svc.spec.to_json()
     assert spec["fallback"] == {
         "maxAttempts": 3,
@@ -61,12 +62,12 @@ def test_defaults_live_in_the_models() -> None:
 
 
 def test_unquoted_429_is_normalised_to_the_string() -> None:
-    svc = parse_llmservice(make_llmservice(fallback={"retryOn": [429]}))
+    svc = parse_llmservice(llmservice_obj(fallback={"retryOn": [429]}))
     assert svc.spec.fallback.to_json()["retryOn"] == ["429"]
 
 
 def test_missing_metadata_name_is_a_problem_not_a_crash() -> None:
-    obj = make_llmservice()
+    obj = llmservice_obj()
     del obj["metadata"]["name"]
     with pytest.raises(SpecError) as info:
         parse_llmservice(obj)
@@ -74,6 +75,6 @@ def test_missing_metadata_name_is_a_problem_not_a_crash() -> None:
 
 
 def test_a_broken_status_does_not_reject_the_spec() -> None:
-    obj = make_llmservice() | {"status": {"phase": "Bogus", "backends": "nope"}}
+    obj = llmservice_obj() | {"status": {"phase": "Bogus", "backends": "nope"}}
     svc = parse_llmservice(obj)
     assert svc.status is None

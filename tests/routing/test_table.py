@@ -8,12 +8,12 @@ import pytest
 
 from ballast.api import parse_llmservice
 from ballast.routing import RoutesError, RoutingTable, parse_tables, table_for
-from tests.api.cases import external, make_llmservice, vllm
+from tests.factories import backend, external, llmservice_obj, vllm
 
 
 def chat() -> RoutingTable:
     svc = parse_llmservice(
-        make_llmservice(
+        llmservice_obj(
             vllm(),
             external(apiKeySecretRef={"name": "llm-keys", "key": "openai"}),
             servedModelName="llama-3.1-8b",
@@ -55,7 +55,7 @@ def test_table_names_its_source_and_policy() -> None:
 
 
 def test_no_healthy_backend_says_so_explicitly() -> None:
-    svc = parse_llmservice(make_llmservice())
+    svc = parse_llmservice(llmservice_obj())
     table = table_for(svc, {})
     assert table.all_unhealthy is True
     assert not any(b.in_route for b in table.backends)
@@ -65,7 +65,7 @@ def test_no_healthy_backend_says_so_explicitly() -> None:
     ("engine", "expected"), [("ollama", "qwen2.5:1.5b"), ("tgi", "qwen2.5:1.5b")]
 )
 def test_engines_that_cannot_alias_get_their_own_model_name(engine: str, expected: str) -> None:
-    svc = parse_llmservice(make_llmservice(vllm(engine=engine, model="qwen2.5:1.5b")))
+    svc = parse_llmservice(llmservice_obj(backend(engine, "primary", model="qwen2.5:1.5b")))
     assert table_for(svc, {}).backends[0].upstream_model == expected
 
 

@@ -1,10 +1,11 @@
 """charts/ballast and manifests/install.yaml against a real API server, with the real
 helm v4 and kubectl: `helm install` succeeds and its Deployments become Available
-(on the fake kubelet: pods are admitted, including by Pod Security admission, but
-no image is pulled); `helm upgrade` with a changed CRD template changes the CRD in
-the server; `helm uninstall` keeps the CRD (and the LLMServices) with crds.keep=true
-and removes it with crds.keep=false; the install bundle applies server-side on an
-empty server and re-applying it changes nothing.
+(on the fake kubelet: pods are created and marked Ready, no image is pulled);
+`helm upgrade` with a changed CRD template changes the CRD in the server; `helm
+uninstall` keeps the CRD (and the LLMServices) with crds.keep=true and removes it
+with crds.keep=false; the install bundle applies server-side on an empty server,
+its pods pass the restricted Pod Security level its namespace enforces, and
+re-applying it changes nothing.
 
 Each test has a control plane of its own: the shared plane's CRD was applied by
 kubectl's field manager, and helm's server-side apply would conflict with it.

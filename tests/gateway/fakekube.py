@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,9 @@ class FakeKube:
     events: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
     version: int = 100
     expire_watches: bool = False
+    #: Secret reads wait this long, then answer with ``secret_status`` when it is not 200.
+    secret_delay: float = 0.0
+    secret_status: int = 200
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     _runner: web.AppRunner | None = None
     url: str = ""
@@ -49,10 +53,15 @@ class FakeKube:
     async def put_configmap(
         self, ns: str, name: str, data: dict[str, str], labels: dict[str, str]
     ) -> None:
-        kind = "MODIFIED" if (ns, name) in self.configmaps else "ADDED"
+        old = self.configmaps.get((ns, name))
+        kind = "MODIFIED" if old is not None else "ADDED"
         self.version += 1
+        created = (
+            old["metadata"]["creationTimestamp"] if old is not None else _timestamp(self.version)
+        )
         obj = {"metadata": {"namespace": ns, "name": name, "labels": labels,
-                            "resourceVersion": str(self.version)}, "data": data}  # fmt: skip
+                            "resourceVersion": str(self.version),
+                            "creationTimestamp": created}, "data": data}  # fmt: skip
         self.configmaps[(ns, name)] = obj
         await self._emit(kind, obj)
 
@@ -61,6 +70,11 @@ class FakeKube:
         self.version += 1
         obj = {**obj, "metadata": {**obj["metadata"], "resourceVersion": str(self.version)}}
         await self._emit("DELETED", obj)
+
+    async def emit_raw(self, line: bytes) -> None:
+        """Send ``line`` as-is to every watch (a malformed event)."""
+        self.version += 1
+        await self._emit("RAW", {"raw": line.decode()})
 
     def put_secret(self, ns: str, name: str, data: dict[str, str]) -> None:
         self.secrets[(ns, name)] = {
@@ -108,7 +122,9 @@ class FakeKube:
             return resp
         while True:
             for version, kind, obj in list(self.events):
-                if version > since and self._matches(obj, ns, selector):
+                if version > since and kind == "RAW":
+                    await resp.write(obj["raw"].encode() + b"\n")
+                elif version > since and self._matches(obj, ns, selector):
                     await resp.write(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
                 since = max(since, version)
             async with self._changed:
@@ -117,7 +133,17 @@ class FakeKube:
     async def _secret(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             return web.json_response({"code": 401}, status=401)
+        if self.secret_delay:
+            await asyncio.sleep(self.secret_delay)
+        if self.secret_status != 200:
+            return web.json_response({"code": self.secret_status}, status=self.secret_status)
         data = self.secrets.get((request.match_info["ns"], request.match_info["name"]))
         if data is None:
             return web.json_response({"code": 404}, status=404)
         return web.json_response({"kind": "Secret", "data": data})
+
+
+def _timestamp(seconds: int) -> str:
+    """An RFC 3339 creationTimestamp ``seconds`` after a fixed epoch (ordered like versions)."""
+    stamp = datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC) + datetime.timedelta(seconds=seconds)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%SZ")

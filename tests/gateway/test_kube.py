@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import openai
 import pytest
 from aiohttp import web
 
@@ -15,6 +17,7 @@ from ballast.gateway import kube as kube_module
 from ballast.gateway.app import GATEWAY, create_app
 from ballast.gateway.config import GatewayConfig
 from ballast.gateway.kube import ApiConfig, KubeApi
+from ballast.gateway.snapshot import TableStore
 from ballast.gateway.watch import ConfigMapSource
 from ballast.naming import ROUTES_KEY, ROUTES_LABEL
 from tests.gateway.conftest import BackendFactory, async_client
@@ -102,10 +105,92 @@ async def test_namespaces_scope_and_conflicts(kube: FakeKube, backend: BackendFa
         await eventually(lambda: gw.state.store.current.loaded)
         routes_now = gw.state.store.current.routes
         assert set(routes_now) == {"chat"}
-        assert set(routes_now["chat"].urls) == {"a"}  # first by (namespace, name) wins
+        assert set(routes_now["chat"].urls) == {"a"}  # the older ConfigMap wins
     finally:
         await gw.stop()
     assert {p for _, p, _ in kube.requests} == {"/api/v1/namespaces/ai/configmaps"}
+
+
+def _secret_creds(ns: str, name: str = "admin-token", key: str = "token") -> dict[str, Any]:
+    return {"secret": {"namespace": ns, "name": name, "key": key}}
+
+
+async def test_configmap_cannot_reach_outside_its_namespace(
+    kube: FakeKube, backend: BackendFactory
+) -> None:
+    attacker = await backend("attacker")
+    kube.put_secret("kube-system", "admin-token", {"token": "TOP-SECRET"})
+    foreign_secret = table(
+        "steal", [backend_row("x", attacker.url, credentials=_secret_creds("kube-system"))]
+    )
+    foreign_source = table("spoof", [backend_row("x", attacker.url)]) | {
+        "source": {"namespace": "ai", "name": "chat"}
+    }
+    gateway_file = table(
+        "file", [backend_row("x", attacker.url, credentials={"file": "/etc/passwd"})]
+    )
+    gateway_env = table("env", [backend_row("x", attacker.url, credentials={"env": "HOME"})])
+    own = table("own", [backend_row("x", attacker.url, credentials=_secret_creds("aaa", "k", "k"))])
+    for name, t in [("a", foreign_secret), ("b", foreign_source), ("c", gateway_file),
+                    ("d", gateway_env), ("e", own)]:  # fmt: skip
+        await kube.put_configmap("aaa", name, routes(t), LABELS)
+    kube.put_secret("aaa", "k", {"k": "tenant-key"})
+    gw = await start(kube)
+    try:
+        await eventually(lambda: gw.state.store.current.loaded)
+        assert set(gw.state.store.current.routes) == {"own"}
+        assert gw.sample("ballast_gateway_routes_errors_total") >= 4
+        async with async_client(gw) as client:
+            for model in ("steal", "spoof", "file", "env"):
+                with pytest.raises(openai.NotFoundError):
+                    await client.embeddings.create(model=model, input="x")
+            await client.embeddings.create(model="own", input="x")
+    finally:
+        await gw.stop()
+    assert [s.headers["Authorization"] for s in attacker.seen] == ["Bearer tenant-key"]
+    assert {p for _, p, _ in kube.requests if "/secrets/" in p} == {
+        "/api/v1/namespaces/aaa/secrets/k"
+    }
+
+
+async def test_a_newcomer_never_takes_a_served_model_over(
+    kube: FakeKube, backend: BackendFactory
+) -> None:
+    victim, attacker = await backend("victim"), await backend("attacker")
+    await kube.put_configmap(
+        "ai", "chat-routes", routes(table("chat", [backend_row("primary", victim.url)])), LABELS
+    )
+    gw = await start(kube)
+    try:
+        await eventually(lambda: gw.state.store.current.loaded)
+        # created later, in a namespace that sorts first
+        evil = routes(table("chat", [backend_row("x", attacker.url)]))
+        await kube.put_configmap("aaa", "innocent", evil, LABELS)
+        await eventually(lambda: gw.sample("ballast_gateway_routes_errors_total") == 1)
+        await kube.put_configmap("aaa", "innocent", evil, LABELS)  # an update changes nothing
+        await asyncio.sleep(0.1)
+        assert set(gw.state.store.current.routes["chat"].urls) == {"primary"}
+        assert gw.sample("ballast_gateway_routes_errors_total") == 1  # reported once
+    finally:
+        await gw.stop()
+    fresh = await start(kube)  # a restarted gateway makes the same choice (oldest first)
+    try:
+        await eventually(lambda: fresh.state.store.current.loaded)
+        assert set(fresh.state.store.current.routes["chat"].urls) == {"primary"}
+        async with async_client(fresh) as client:
+            raw = await client.embeddings.with_raw_response.create(model="chat", input="x")
+        assert raw.headers["x-ballast-backend"] == "primary"
+    finally:
+        await fresh.stop()
+    assert attacker.seen == []
+    # the owner gone, the other ConfigMap serves the model
+    await kube.delete_configmap("ai", "chat-routes")
+    again = await start(kube)
+    try:
+        await eventually(lambda: again.state.store.current.loaded)
+        assert set(again.state.store.current.routes["chat"].urls) == {"x"}
+    finally:
+        await again.stop()
 
 
 async def test_expired_watch_relists(kube: FakeKube, backend: BackendFactory) -> None:
@@ -199,3 +284,57 @@ async def test_kubeconfig_reaches_the_api(kube: FakeKube, tmp_path: Path) -> Non
         assert await api.get_secret_key("ai", "s", "k") == "v"
     finally:
         await api.close()
+
+
+async def test_source_survives_unreadable_token_and_malformed_events(
+    kube: FakeKube, backend: BackendFactory, tmp_path: Path
+) -> None:
+    b = await backend("b")
+    token = tmp_path / "token"  # not there yet: the kubelet has not mounted it
+    api = KubeApi(ApiConfig(host=kube.url, token_file=str(token)))
+    app = create_app(
+        GatewayConfig(host="127.0.0.1", port=0),
+        ConfigMapSource(api, max_backoff=0.1),
+        kube=api,
+    )
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    state = app[GATEWAY]
+    try:
+        await kube.put_configmap(
+            "ai", "r", routes(table("chat", [backend_row("b", b.url)])), LABELS
+        )
+        await asyncio.sleep(0.3)
+        assert not state.store.current.loaded
+        token.write_text(TOKEN)
+        await eventually(lambda: state.store.current.loaded)
+        for junk in (b'"just a string"', b'{"type": "ADDED", "object": 3}',
+                     b'{"type": "ADDED", "object": {"metadata": 3}}'):  # fmt: skip
+            await kube.emit_raw(junk)
+        await kube.put_configmap(
+            "ai", "s", routes(table("later", [backend_row("b", b.url)])), LABELS
+        )
+        await eventually(lambda: "later" in state.store.current.routes)
+        assert not state.tasks[0].done()
+    finally:
+        await runner.cleanup()
+
+
+class DyingSource:
+    async def run(self, store: TableStore) -> None:
+        raise RuntimeError("boom")
+
+
+async def test_healthz_fails_once_the_table_source_died() -> None:
+    app = create_app(GatewayConfig(host="127.0.0.1", port=0), DyingSource())
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        await eventually(lambda: app[GATEWAY].tasks[0].done())
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/healthz"
+        async with aiohttp.ClientSession() as http, http.get(url) as r:
+            assert r.status == 503
+    finally:
+        await runner.cleanup()

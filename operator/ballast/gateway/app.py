@@ -160,7 +160,7 @@ def _lifecycle(
             yield
         finally:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # logged when it died
                 await task
             await gw.client.close()
             if kube is not None:
@@ -215,6 +215,13 @@ async def _model(request: web.Request) -> web.Response:
 
 
 async def _healthz(request: web.Request) -> web.Response:
+    """200 while the gateway works; 503 once its table source died (the kubelet restarts it)."""
+    for task in request.app[GATEWAY].tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            return web.json_response(
+                {"status": f"{task.get_name()} stopped: {type(task.exception()).__name__}"},
+                status=503,
+            )
     return web.json_response({"status": "ok"})
 
 

@@ -123,7 +123,10 @@ class KubeApi:
 
     def _headers(self) -> dict[str, str]:
         if self.cfg.token_file and time.monotonic() - self._token_read > TOKEN_REREAD_SECONDS:
-            self._token = Path(self.cfg.token_file).read_text(encoding="utf-8").strip()
+            try:
+                self._token = Path(self.cfg.token_file).read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as e:
+                raise KubeError(f"cannot read the ServiceAccount token: {e}") from None
             self._token_read = time.monotonic()
         headers = {"Accept": "application/json"}
         if self._token:

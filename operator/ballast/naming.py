@@ -3,8 +3,10 @@
 Child names are ``<service>-<suffix>`` (``chat-primary``, ``chat-routes``). When
 that would not be a valid DNS-1035 label of at most 63 characters (the strictest
 rule among the kinds Ballast creates: Service names), the name is sanitized and
-shortened with a stable hash suffix, so two different LLMServices never collide
-and the same input always gives the same name.
+shortened with a stable hash suffix, so the same input always gives the same name.
+Two LLMServices can still ask for the same child name (``chat`` with backend
+``primary-a`` and ``chat-primary`` with backend ``a``); the controller never takes
+over a child another owner controls and reports ``NameConflict`` instead.
 """
 
 from __future__ import annotations

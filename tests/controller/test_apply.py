@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -9,9 +10,9 @@ import kopf
 import pytest
 
 from ballast import render
-from ballast.controller.apply import Applier
+from ballast.controller.apply import KINDS, Applier
 from ballast.controller.children import Child, Children, child_of
-from ballast.controller.kube import KubeClient
+from ballast.controller.kube import ApiError, KubeClient
 from tests.emulator import KubeEmulator, running
 from tests.factories import llmservice_obj, make_llmservice, vllm
 
@@ -109,6 +110,41 @@ async def test_an_existing_child_unknown_to_the_index_is_adopted_not_duplicated(
     outcome = await applier.ensure(OWNER, dep, exists=False, live_hash=None)
     assert outcome == "unchanged"
     assert methods(api, start) == ["POST deployments", "GET deployments"]
+
+
+@pytest.mark.parametrize("foreign_owner", [None, "someone-else"])
+async def test_an_existing_child_of_another_owner_is_never_taken_over(
+    api: KubeEmulator, applier: Applier, foreign_owner: str | None
+) -> None:
+    uid = await _owner(api)
+    objs = render.objects(make_llmservice(vllm(), uid=uid), {})
+    svc = next(o for o in objs if o["kind"] == "Service")
+    theirs = copy.deepcopy(svc)
+    theirs["metadata"].pop("ownerReferences")
+    if (
+        foreign_owner is not None
+    ):  # e.g. LLMService chat-primary + backend "a" vs chat + "primary-a"
+        other = api.store.create(
+            api.store.kind("ballast.dev", "v1alpha1", "llmservices"),
+            "ai",
+            llmservice_obj(vllm(), name=foreign_owner),
+        )
+        theirs["metadata"]["ownerReferences"] = [
+            {
+                **svc["metadata"]["ownerReferences"][0],
+                "uid": other["metadata"]["uid"],
+                "name": foreign_owner,
+            }
+        ]
+    theirs["spec"]["selector"] = {"app": "theirs"}
+    api.store.create(api.store.kind("", "v1", "services"), "ai", theirs)
+    applier.children.indices = []
+    with pytest.raises(ApiError) as info:
+        await applier.ensure(OWNER, svc, exists=False, live_hash=None)
+    assert info.value.reason == "NameConflict"
+    stored = await applier.kube.get(KINDS["Service"], "ai", svc["metadata"]["name"])
+    assert stored is not None
+    assert stored["spec"]["selector"] == {"app": "theirs"}  # untouched
 
 
 async def test_restore_repairs_a_hand_edit_that_kept_the_hash(

@@ -51,3 +51,15 @@ def test_changed_values_and_list_lengths_are_drift() -> None:
 def test_types_matter_true_is_not_one() -> None:
     assert not contains({"a": 1}, {"a": True})
     assert contains({"a": True}, {"a": True})
+
+
+def test_quantities_compare_by_meaning_below_resources() -> None:
+    want = {"resources": {"limits": {"nvidia.com/gpu": 1, "cpu": "0.5", "memory": "1024Mi"}}}
+    live = {"resources": {"limits": {"nvidia.com/gpu": "1", "cpu": "500m", "memory": "1Gi"}}}
+    assert contains(live, want)
+    live["resources"]["limits"]["cpu"] = "600m"
+    assert not contains(live, want)
+
+
+def test_elsewhere_an_int_and_its_string_differ() -> None:
+    assert not contains({"spec": {"port": "8000"}}, {"spec": {"port": 8000}})

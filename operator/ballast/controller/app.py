@@ -97,7 +97,10 @@ class App:
         self.controller.services = indices["llmservices"]
         self.controller.children.indices = [indices[f"children_{k.plural}"] for k in MANAGED_KINDS]
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self.settings.probe_concurrency)
+            connector=aiohttp.TCPConnector(limit=self.settings.probe_concurrency),
+            # external APIs are probed the way the gateway reaches them: through HTTPS_PROXY
+            # when one is set (keep .svc and the cluster domain in NO_PROXY)
+            trust_env=True,
         )
         prober = Prober(
             self._session,

@@ -46,6 +46,14 @@ def _rv(obj: Mapping[str, Any]) -> str | None:
     return str(value) if value is not None else None
 
 
+def controller_uid(obj: Mapping[str, Any]) -> str | None:
+    """The uid of the object's controlling owner, if it has one."""
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or ():
+        if ref.get("controller"):
+            return str(ref.get("uid"))
+    return None
+
+
 def in_sync(live: Mapping[str, Any], want: Obj) -> bool:
     """The live object carries the wanted hash and every wanted field."""
     return hash_of(live) == hash_of(want) and contains(live, want)
@@ -147,6 +155,13 @@ class Applier:
             if e.status != 409:
                 raise
             live = await self.kube.get(KINDS[kind], owner[0], name)
+            if live is not None and controller_uid(live) != controller_uid(obj):
+                raise ApiError(
+                    409,
+                    "NameConflict",
+                    f"{kind} {owner[0]}/{name} already exists and is not managed by this "
+                    f"LLMService; rename the service or backend, or delete that {kind}",
+                ) from None
             if live is not None and in_sync(live, obj):
                 self.children.note(owner, kind, name, hash_of(obj), _rv(live))
                 return "unchanged"

@@ -87,6 +87,10 @@ class Controller:
             state.generation = entry.generation
         return state or ServiceHealth(uid=entry.uid)
 
+    def known_owners(self) -> set[Owner]:
+        """Every LLMService this controller keeps any state for (rejected ones included)."""
+        return set(self.health) | set(self.applied) | set(self._locks) | self.statuses.owners()
+
     def forget(self, owner: Owner) -> None:
         """Drop everything about an LLMService that is gone."""
         self.health.pop(owner, None)
@@ -150,7 +154,8 @@ class Controller:
 
     async def _report_failure(self, entry: Entry, error: ApiError) -> None:
         """Say in status why children could not be applied (RBAC, quota, admission...)."""
-        if entry.svc is None or error.status in (0, 409):
+        race = error.status == 409 and error.reason != "NameConflict"
+        if entry.svc is None or error.status == 0 or race:
             return  # no answer or a race: the retry will most likely succeed
         status = status_model.apply_failed(
             status_model.observed(

@@ -76,7 +76,7 @@ class Monitor:
         due = []
         entries = all_entries(self.controller.services)
         present = {e.owner for e in entries}
-        for owner in [o for o in self.controller.health if o not in present]:
+        for owner in self.controller.known_owners() - present:
             self.controller.forget(owner)
         for entry in entries:
             svc = entry.svc

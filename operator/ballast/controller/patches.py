@@ -13,8 +13,14 @@ turns every key the previous desired object had and the new one lacks into a
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any, Final, cast
+
+from kubernetes.utils.quantity import parse_quantity as _untyped_parse_quantity
+
+#: kubernetes' parser of resource quantities (``"500m"`` -> Decimal("0.5")), typed.
+parse_quantity = cast(Callable[[object], Decimal], _untyped_parse_quantity)
 
 Obj = dict[str, Any]
 
@@ -43,22 +49,37 @@ def patch_for(new: Obj, old: Obj | None = None, path: tuple[str, ...] = ()) -> O
     return out
 
 
-def contains(live: Any, want: Any) -> bool:
+def contains(live: Any, want: Any, quantities: bool = False) -> bool:
     """True when ``live`` already holds everything ``want`` sets (extra fields allowed).
 
     Objects compare key by key; lists must have the same length and each element
     must contain the wanted one (the API server adds defaults inside list elements,
-    such as a container's ``imagePullPolicy``); scalars must be equal.
+    such as a container's ``imagePullPolicy``); scalars must be equal. Below a
+    ``resources`` key, values are resource quantities and compare by meaning: the API
+    server stores ``nvidia.com/gpu: 1`` as ``"1"`` and ``cpu: "0.5"`` as ``"500m"``.
     """
     if isinstance(want, Mapping):
         return isinstance(live, Mapping) and all(
-            k in live and contains(live[k], v) for k, v in want.items()
+            k in live and contains(live[k], v, quantities or k == "resources")
+            for k, v in want.items()
         )
     if isinstance(want, list):
         return (
             isinstance(live, Sequence)
             and not isinstance(live, str)
             and len(live) == len(want)
-            and all(contains(lv, wv) for lv, wv in zip(live, want, strict=True))
+            and all(contains(lv, wv, quantities) for lv, wv in zip(live, want, strict=True))
         )
+    if quantities:
+        return same_quantity(live, want)
     return bool(live == want) and type(live) is type(want)
+
+
+def same_quantity(live: Any, want: Any) -> bool:
+    """Two resource quantities (``1``, ``"1"``, ``"1000m"``) that mean the same amount."""
+    if isinstance(live, bool) or isinstance(want, bool):
+        return False
+    try:
+        return bool(parse_quantity(live) == parse_quantity(want))
+    except (ValueError, TypeError):
+        return bool(live == want) and type(live) is type(want)

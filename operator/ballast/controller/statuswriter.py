@@ -39,6 +39,10 @@ class StatusWriter:
             return entry.status
         return written
 
+    def owners(self) -> set[Owner]:
+        """Owners this writer still remembers a recent write for."""
+        return set(self._recent)
+
     def previous(self, entry: Entry) -> LLMServiceStatus | None:
         """:meth:`current` as the typed model (None when absent or unreadable)."""
         raw = self.current(entry)

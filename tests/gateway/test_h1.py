@@ -148,6 +148,38 @@ async def test_idle_connection_closed_by_server_is_replaced_transparently(serve)
     await pool.close()
 
 
+async def test_request_written_on_a_reused_connection_is_never_sent_twice() -> None:
+    """The backend dies mid-generation: Disconnected, not a second (unaccounted) POST."""
+    received: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            received.append(await reader.readexactly(length))
+            if len(received) == 1:
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+            else:
+                await asyncio.sleep(0.1)  # generating... then the engine crashes
+                writer.transport.abort()
+                return
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    url = URL(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/x")
+    pool = Pool()
+    try:
+        assert await (await pool.post(url, b'{"n":1}', [])).read() == b"ok"
+        with pytest.raises(Disconnected):
+            await pool.post(url, b'{"n":2}', [])
+        await asyncio.sleep(0.1)
+        assert received == [b'{"n":1}', b'{"n":2}']
+    finally:
+        await pool.close()
+        server.close()
+        await server.wait_closed()
+
+
 @pytest.mark.parametrize(
     ("pieces", "error"),
     [

@@ -5,9 +5,12 @@ CPU per request, nearly half of what the gateway spent per request; this client 
 the same job in a fraction of that (see bench/README.md). It does only what the gateway
 needs: ``POST`` with a complete body, responses with ``Content-Length``, chunked or
 read-until-close bodies, delivered as they arrive (with flow control), bytes untouched
-(no decompression). A request on a reused connection that dies before any response byte
-(the server closed it while idle) is sent once more on a new connection, as Go's
-``http.Transport`` does. Errors are :class:`ConnectError` (no connection),
+(no decompression). A pooled connection is reused only while it is open (not closed by the
+server, its transport not closing); a request is sent at most once: should the connection
+die after the request was written but before any response byte, that is
+:class:`Disconnected`, never a silent second send (a POST may have started an expensive
+generation; Go's ``http.Transport`` likewise replays a POST only when nothing was
+written), and the proxy's retry policy decides. Errors are :class:`ConnectError` (no connection),
 :class:`Disconnected` (lost before the response started), :class:`BodyError` (the
 response broke off or was not valid HTTP).
 """
@@ -83,6 +86,10 @@ class Connection(asyncio.Protocol):
         if self.response is not None:
             self.parser.eof(self.response, exc, (Disconnected, BodyError))
         self.pool.forget(self)
+
+    def writable(self) -> bool:
+        """True while a request can be written (the server has not closed the connection)."""
+        return not self.closed and self.transport is not None and not self.transport.is_closing()
 
     def send(self, head: bytes, body: bytes, response: Response) -> None:
         if self.transport is None or self.transport.is_closing():
@@ -227,7 +234,7 @@ class Pool:
         now = time.monotonic()
         while idle:
             conn = idle.pop()
-            if not conn.closed and now - conn.idle_since < self.keepalive:
+            if conn.writable() and now - conn.idle_since < self.keepalive:
                 return conn
             conn.abort()
         return None
@@ -254,13 +261,8 @@ class Pool:
         host = url.raw_host or ""
         key = (host, url.port or (443 if url.scheme == "https" else 80), url.scheme == "https")
         head = _request_head(url, headers, len(body))
-        conn = self._reuse(key)
-        if conn is not None:
-            try:
-                return await self._exchange(conn, head, body)
-            except Disconnected:
-                pass  # the server closed the idle connection: once more on a new one
-        return await self._exchange(await self._connect(key, host), head, body)
+        conn = self._reuse(key) or await self._connect(key, host)
+        return await self._exchange(conn, head, body)
 
     async def _exchange(self, conn: Connection, head: bytes, body: bytes) -> Response:
         response = Response(conn)

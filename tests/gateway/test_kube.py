@@ -16,10 +16,12 @@ from aiohttp import web
 from ballast.gateway import kube as kube_module
 from ballast.gateway.app import GATEWAY, create_app
 from ballast.gateway.config import GatewayConfig
+from ballast.gateway.credentials import Credentials, CredentialsUnavailable
 from ballast.gateway.kube import ApiConfig, KubeApi
 from ballast.gateway.snapshot import TableStore
 from ballast.gateway.watch import ConfigMapSource
 from ballast.naming import ROUTES_KEY, ROUTES_LABEL
+from ballast.routing import CredentialRef, SecretRef
 from tests.gateway.conftest import BackendFactory, async_client
 from tests.gateway.fakekube import TOKEN, FakeKube
 from tests.gateway.harness import GatewayUnderTest, backend_row, eventually, table
@@ -223,14 +225,75 @@ async def test_secret_credentials_sent_upstream_and_refreshed(
             )
             kube.put_secret("ai", "llm-keys", {"openai": "sk-second"})
             await asyncio.sleep(0.4)
+            await client.embeddings.create(model="chat", input="x")  # stale: starts a refresh
+            await eventually(lambda: len([r for r in kube.requests if "/secrets/" in r[1]]) == 2)
             await client.embeddings.create(model="chat", input="x")
     finally:
         await gw.stop()
     keys = [s.headers["Authorization"] for s in cloud.seen]
-    assert keys == ["Bearer sk-first"] * 5 + ["Bearer sk-second"]
+    assert keys == ["Bearer sk-first"] * 6 + ["Bearer sk-second"]
     secret_gets = [r for r in kube.requests if "/secrets/" in r[1]]
     assert len(secret_gets) == 2  # cached: one get per TTL, not per request
     assert {r[1] for r in secret_gets} == {"/api/v1/namespaces/ai/secrets/llm-keys"}
+
+
+async def test_secret_refresh_during_an_api_outage_never_delays_requests(
+    kube: FakeKube,
+) -> None:
+    now = [0.0]
+    api = KubeApi(ApiConfig(host=kube.url, token=TOKEN))
+    await api.start()
+    creds = Credentials(api, ttl=60, clock=lambda: now[0])
+    ref = CredentialRef(secret=SecretRef(namespace="ai", name="llm-keys", key="openai"))
+
+    def gets() -> int:
+        return len([r for r in kube.requests if "/secrets/" in r[1]])
+
+    try:
+        kube.put_secret("ai", "llm-keys", {"openai": "sk-1"})
+        assert await creds.authorization(ref) == "Bearer sk-1"
+        kube.secret_delay, kube.secret_status = 0.5, 503  # the API server is struggling
+        now[0] = 61
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for _ in range(20):
+            assert await creds.authorization(ref) == "Bearer sk-1"
+        assert loop.time() - started < 0.2  # cached value at once, no inline API call
+        await eventually(lambda: gets() == 2)  # one refresh in the background, not 20
+        await asyncio.sleep(0.6)  # it failed
+        for _ in range(5):
+            assert await creds.authorization(ref) == "Bearer sk-1"
+        await asyncio.sleep(0.1)
+        assert gets() == 2  # backing off: no new read yet
+        now[0] = 63  # past the backoff
+        kube.secret_delay, kube.secret_status = 0.0, 200
+        kube.put_secret("ai", "llm-keys", {"openai": "sk-2"})
+        assert await creds.authorization(ref) == "Bearer sk-1"
+        await eventually(lambda: gets() == 3)
+        await asyncio.sleep(0.05)
+        assert await creds.authorization(ref) == "Bearer sk-2"
+    finally:
+        await creds.close()
+        await api.close()
+
+
+async def test_first_secret_read_is_awaited_and_a_failure_backs_off(kube: FakeKube) -> None:
+    now = [0.0]
+    api = KubeApi(ApiConfig(host=kube.url, token=TOKEN))
+    await api.start()
+    creds = Credentials(api, ttl=60, clock=lambda: now[0])
+    ref = CredentialRef(secret=SecretRef(namespace="ai", name="late", key="k"))
+    try:
+        for _ in range(3):
+            with pytest.raises(CredentialsUnavailable):
+                await creds.authorization(ref)
+        assert len([r for r in kube.requests if "/secrets/" in r[1]]) == 1
+        kube.put_secret("ai", "late", {"k": "v"})
+        now[0] = 1.5  # past the first backoff (1 s)
+        assert await creds.authorization(ref) == "Bearer v"
+    finally:
+        await creds.close()
+        await api.close()
 
 
 async def test_missing_secret_fails_over(kube: FakeKube, backend: BackendFactory) -> None:

@@ -163,6 +163,7 @@ def _lifecycle(
             with contextlib.suppress(asyncio.CancelledError, Exception):  # logged when it died
                 await task
             await gw.client.close()
+            await gw.credentials.close()
             if kube is not None:
                 await kube.close()
 

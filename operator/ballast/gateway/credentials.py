@@ -4,8 +4,12 @@ A :class:`~ballast.routing.CredentialRef` names an environment variable, a file,
 of a Kubernetes Secret; the value goes upstream as ``Authorization: Bearer <value>``.
 Environment variables are read per request. Files are re-read when their mtime or size
 changes (checked at most once a second). Secrets are read with a single ``get`` through
-the API, cached for ``ttl`` seconds, and refreshed after that; when a refresh fails the
-last value stays in use. Values never reach logs.
+the API and cached for ``ttl`` seconds. After that a request still gets the cached value
+at once and starts a refresh in the background (one per Secret at a time), so an API
+outage never delays requests; a failed refresh keeps the last value and is retried after
+a backoff (1 s doubling up to ``ttl``). Only the first read of a Secret is awaited
+(bounded by the API client's timeout); when it fails, requests within the backoff fail at
+once instead of each waiting for the API. Values never reach logs.
 """
 
 from __future__ import annotations
@@ -39,6 +43,15 @@ class _Cached:
     signature: tuple[int, int] = (0, 0)
 
 
+@dataclass
+class _SecretEntry:
+    #: None until the Secret was read once.
+    value: str | None
+    #: When the next read is due (after ``ttl``, or after a backoff when reads fail).
+    refresh_at: float
+    failures: int = 0
+
+
 class Credentials:
     """Resolves credential references to ``Authorization`` header values."""
 
@@ -47,17 +60,19 @@ class Credentials:
         secrets: SecretGetter | None = None,
         *,
         ttl: float = 60.0,
+        retry_after: float = 1.0,
         file_recheck: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         environ: Mapping[str, str] | None = None,
     ) -> None:
         self._secrets = secrets
         self._ttl = ttl
+        self._retry_after = retry_after
         self._file_recheck = file_recheck
         self._clock = clock
         self._environ = os.environ if environ is None else environ
         self._files: dict[str, _Cached] = {}
-        self._secret_cache: dict[SecretRef, _Cached] = {}
+        self._secret_cache: dict[SecretRef, _SecretEntry] = {}
         self._pending: dict[SecretRef, asyncio.Task[str]] = {}
 
     async def authorization(self, ref: CredentialRef | None) -> str | None:
@@ -99,32 +114,57 @@ class Credentials:
         return cached.value
 
     async def _from_secret(self, ref: SecretRef) -> str:
-        cached = self._secret_cache.get(ref)
-        if cached is not None and self._clock() - cached.checked_at < self._ttl:
-            return cached.value
+        entry = self._secret_cache.get(ref)
+        due = entry is None or self._clock() >= entry.refresh_at
+        if entry is not None and entry.value is not None:
+            if due:
+                self._refresh(ref)  # in the background: this request uses the cached value
+            return entry.value
+        if not due:
+            raise CredentialsUnavailable(f"cannot read {_secret_where(ref)} (retrying later)")
+        return await asyncio.shield(self._refresh(ref))
+
+    def _refresh(self, ref: SecretRef) -> asyncio.Task[str]:
+        """The read of ``ref`` in flight, started if there is none."""
         task = self._pending.get(ref)
         if task is None:
-            task = asyncio.ensure_future(self._fetch(ref))
+            task = asyncio.create_task(self._fetch(ref), name=f"ballast-secret-{ref.name}")
             self._pending[ref] = task
-            task.add_done_callback(lambda _t: self._pending.pop(ref, None))
-        try:
-            return await asyncio.shield(task)
-        except CredentialsUnavailable:
-            if cached is not None:
-                return cached.value
-            raise
+            task.add_done_callback(lambda t: self._fetched(ref, t))
+        return task
+
+    def _fetched(self, ref: SecretRef, task: asyncio.Task[str]) -> None:
+        self._pending.pop(ref, None)
+        if not task.cancelled():
+            task.exception()  # reported in _fetch; retrieved so asyncio does not warn
 
     async def _fetch(self, ref: SecretRef) -> str:
-        where = f"secret {ref.namespace}/{ref.name} key {ref.key}"
+        where = _secret_where(ref)
         if self._secrets is None:
             raise CredentialsUnavailable(f"{where}: no Kubernetes API configured")
         try:
             value = (await self._secrets.get_secret_key(ref.namespace, ref.name, ref.key)).strip()
         except Exception as e:  # any API or decoding problem: report it, keep the old value
-            log.warning("cannot read %s: %s", where, e)
+            entry = self._secret_cache.get(ref)
+            old, failures = (entry.value, entry.failures + 1) if entry else (None, 1)
+            delay = min(self._ttl, self._retry_after * 2 ** (failures - 1))
+            self._secret_cache[ref] = _SecretEntry(old, self._clock() + delay, failures)
+            kept = "keeping the last value" if old is not None else "no value yet"
+            log.warning("cannot read %s: %s (%s; next try in %.3gs)", where, e, kept, delay)
             raise CredentialsUnavailable(f"cannot read {where}") from None
-        self._secret_cache[ref] = _Cached(value, self._clock())
+        self._secret_cache[ref] = _SecretEntry(value, self._clock() + self._ttl)
         return value
+
+    async def close(self) -> None:
+        """Stop reads in flight (app shutdown)."""
+        tasks = list(self._pending.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _secret_where(ref: SecretRef) -> str:
+    return f"secret {ref.namespace}/{ref.name} key {ref.key}"
 
 
 def _where(ref: CredentialRef) -> str:

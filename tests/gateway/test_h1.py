@@ -199,6 +199,58 @@ async def test_broken_responses_raise(serve, pieces: list[bytes], error: type[Ex
     await pool.close()
 
 
+OK = "HTTP/1.1 200 OK\r\n"
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        OK + "Content-Length: \u00b2\r\n",  # superscript two: isdigit() but not int()
+        OK + "Content-Length: \u0663\r\n",  # Arabic-Indic three: int() takes it
+        OK + "Content-Length: 1_0\r\n",
+        OK + "Content-Length: +3\r\n",
+        OK + "Content-Length: 3\r\nContent-Length: 4\r\n",
+        OK + "Content-Length: 3, 4\r\n",
+        OK + "Content-Length: \r\n",
+        OK + "Transfer-Encoding: chunked\r\n\r\n0x3\r\nabc\r\n0\r\n",
+        OK + "Transfer-Encoding: chunked\r\n\r\n+3\r\nabc\r\n0\r\n",
+        OK + "Transfer-Encoding: chunked\r\n\r\n1_0\r\nabcdefghijklmnop\r\n0\r\n",
+        OK + "Transfer-Encoding: chunked\r\n\r\n\u0663\r\nabc\r\n0\r\n",
+        "HTTP/1.1 2\u00b20 OK\r\nContent-Length: 3\r\n",
+    ],
+)
+async def test_numbers_are_ascii_digits_only(
+    serve, head: str, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    srv = await serve(lambda n: [head.encode() + b"\r\nabc"])  # connection stays open
+    pool = Pool()
+    async with asyncio.timeout(2):
+        with pytest.raises(BodyError):
+            await body_of(pool, srv.url)
+    await pool.close()
+    # a ProtocolError, not an exception escaping data_received ("Fatal error" from asyncio)
+    assert not [r for r in caplog.records if r.name == "asyncio"]
+
+
+async def test_repeated_equal_content_length_is_accepted(serve) -> None:  # type: ignore[no-untyped-def]
+    srv = await serve(
+        lambda n: [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2, 2\r\n\r\nok"]
+    )
+    pool = Pool()
+    assert await body_of(pool, srv.url) == (200, b"ok")
+    await pool.close()
+
+
+async def test_chunked_with_content_length_is_not_reused(serve) -> None:  # type: ignore[no-untyped-def]
+    raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+    srv = await serve(lambda n: [raw])
+    pool = Pool()
+    assert await body_of(pool, srv.url) == (200, b"ok")
+    assert await body_of(pool, srv.url) == (200, b"ok")
+    assert srv.connections == 2
+    await pool.close()
+
+
 async def test_refused_connection_is_connect_error() -> None:
     pool = Pool()
     with pytest.raises(ConnectError):

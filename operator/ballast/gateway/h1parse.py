@@ -4,11 +4,16 @@ A push parser: bytes are fed as they arrive and the parser calls back into the r
 (``started``, ``body``, ``complete``, ``fail``). It understands what upstream engines
 send: a status line, headers, then a body framed by ``Content-Length``, by chunked
 transfer coding (chunk extensions and trailers skipped), or by the connection's close;
-1xx interim responses are skipped. Anything else is a :class:`ProtocolError`.
+1xx interim responses are skipped. Numbers are ASCII digits only (``int()`` alone would
+take ``+3``, ``0x3``, ``1_0`` or non-ASCII digits); differing ``Content-Length`` values are
+refused; a response framed by both ``Transfer-Encoding`` and ``Content-Length`` is read
+as chunked and its connection not reused (RFC 9112 §6.3). Anything else is a
+:class:`ProtocolError`.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Protocol
 
 from multidict import CIMultiDict
@@ -16,6 +21,10 @@ from multidict import CIMultiDict
 MAX_HEAD = 64 * 1024
 MAX_LINE = 4096
 HEAD, LENGTH, CHUNK_SIZE, CHUNK_DATA, CHUNK_END, TRAILER, UNTIL_CLOSE, DONE = range(8)
+_LENGTH = re.compile(r"[0-9]{1,18}")
+#: A chunk size (at most 16 hex digits) and optional extensions after ";".
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;.*)?")
+_STATUS = re.compile(r"[0-9]{3}")
 
 
 class ProtocolError(Exception):
@@ -119,12 +128,10 @@ class Parser:
         return line
 
     def _chunk_size(self, line: bytes, sink: Sink) -> None:
-        try:
-            size = int(line.split(b";", 1)[0].strip(), 16)
-        except ValueError:
-            raise ProtocolError(f"bad chunk size {line[:20]!r}") from None
-        if size < 0:
-            raise ProtocolError("negative chunk size")
+        match = _CHUNK_SIZE.fullmatch(line)
+        if match is None:
+            raise ProtocolError(f"bad chunk size {line[:20]!r}")
+        size = int(match.group(1), 16)
         self.state, self.remaining = (CHUNK_DATA, size) if size else (TRAILER, 0)
 
     def _head(self, sink: Sink) -> bool:
@@ -156,12 +163,13 @@ class Parser:
     def _framing(self, sink: Sink, version: str, status: int, headers: CIMultiDict[str]) -> None:
         connection = headers.get("Connection", "").lower()
         sink.keep_alive = version == "HTTP/1.1" and "close" not in connection
+        lengths = headers.getall("Content-Length", [])
         if "chunked" in headers.get("Transfer-Encoding", "").lower():
             self.state = CHUNK_SIZE
-        elif (length := headers.get("Content-Length")) is not None:
-            if not length.strip().isdigit():
-                raise ProtocolError(f"bad Content-Length {length!r}")
-            sink.content_length = self.remaining = int(length)
+            if lengths:
+                sink.keep_alive = False  # framed twice: a smuggling vector, do not reuse
+        elif lengths:
+            sink.content_length = self.remaining = _content_length(lengths)
             self.state = LENGTH if self.remaining else DONE
         elif status in (204, 304):
             self.state = DONE
@@ -170,8 +178,16 @@ class Parser:
             sink.keep_alive = False
 
 
+def _content_length(values: list[str]) -> int:
+    """The one length all ``Content-Length`` values (each maybe a comma list) agree on."""
+    found = {v.strip() for value in values for v in value.split(",")}
+    if len(found) != 1 or not _LENGTH.fullmatch(length := found.pop()):
+        raise ProtocolError(f"bad Content-Length {', '.join(values)[:40]!r}")
+    return int(length)
+
+
 def _status_line(line: str) -> tuple[str, int, str]:
     parts = line.split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not _STATUS.fullmatch(parts[1]):
         raise ProtocolError(f"bad status line {line[:40]!r}")
     return parts[0], int(parts[1]), parts[2] if len(parts) == 3 else ""

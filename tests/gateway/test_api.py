@@ -7,7 +7,7 @@ import asyncio
 import aiohttp
 
 from tests.gateway.conftest import BackendFactory, GatewayFactory, async_client, sync_client
-from tests.gateway.harness import backend_row, table
+from tests.gateway.harness import backend_row, eventually, table
 
 
 async def test_chat_completion_reaches_backend_with_rewritten_model(
@@ -120,8 +120,26 @@ async def test_probes_and_metrics(backend: BackendFactory, gateway: GatewayFacto
         assert f"ballast_gateway_{name}" in text
 
 
-async def test_not_ready_without_tables(gateway: GatewayFactory) -> None:
+async def test_ready_with_zero_tables_unknown_models_are_404(gateway: GatewayFactory) -> None:
     gw = await gateway("[]")
-    async with aiohttp.ClientSession() as http, http.get(gw.url + "/readyz") as r:
-        assert r.status == 503
-        assert r.headers["x-ballast-backend"] == "none"
+    async with aiohttp.ClientSession() as http:
+        await eventually(lambda: gw.state.store.ready)
+        async with http.get(gw.url + "/readyz") as r:
+            assert r.status == 200
+            assert await r.json() == {"status": "ready", "models": 0}
+        async with http.post(gw.base_url + "/chat/completions", json={"model": "chat"}) as r:
+            assert r.status == 404
+            assert (await r.json())["error"]["code"] == "model_not_found"
+
+
+async def test_not_ready_until_the_routes_file_was_read(gateway: GatewayFactory) -> None:
+    gw = await gateway("{broken")
+    async with aiohttp.ClientSession() as http:
+        await asyncio.sleep(0.2)
+        async with http.get(gw.url + "/readyz") as r:
+            assert r.status == 503
+            assert r.headers["x-ballast-backend"] == "none"
+        gw.write("[]")
+        await eventually(lambda: gw.state.store.ready)
+        async with http.get(gw.url + "/readyz") as r:
+            assert r.status == 200

@@ -91,6 +91,47 @@ async def test_configmap_tables_are_served_and_followed(
     assert {(m, p) for m, p, _ in kube.requests} <= {("GET", "/api/v1/configmaps")}
 
 
+async def test_ready_once_listed_even_with_no_configmap(
+    kube: FakeKube, backend: BackendFactory
+) -> None:
+    b = await backend("b")
+    gw = await start(kube, namespaces=("ai", "ml"))
+    try:
+        async with aiohttp.ClientSession() as http:
+            await eventually(lambda: gw.state.store.ready)
+            async with http.get(gw.url + "/readyz") as r:
+                assert r.status == 200
+            await kube.put_configmap(
+                "ai", "r", routes(table("chat", [backend_row("b", b.url)])), LABELS
+            )
+            await eventually(lambda: gw.state.store.current.loaded)
+            await kube.delete_configmap("ai", "r")  # the last LLMService is gone
+            await eventually(lambda: not gw.state.store.current.loaded)
+            async with http.get(gw.url + "/readyz") as r:
+                assert r.status == 200  # still an endpoint: clients get 404, not refused
+            async with http.post(gw.base_url + "/embeddings", json={"model": "chat"}) as r:
+                assert r.status == 404
+    finally:
+        await gw.stop()
+
+
+async def test_not_ready_while_the_api_refuses_the_list(kube: FakeKube) -> None:
+    api = KubeApi(ApiConfig(host=kube.url, token="wrong"))
+    app = create_app(
+        GatewayConfig(host="127.0.0.1", port=0), ConfigMapSource(api, max_backoff=0.1), kube=api
+    )
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        await asyncio.sleep(0.3)
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/readyz"
+        async with aiohttp.ClientSession() as http, http.get(url) as r:
+            assert r.status == 503
+    finally:
+        await runner.cleanup()
+
+
 async def test_namespaces_scope_and_conflicts(kube: FakeKube, backend: BackendFactory) -> None:
     b = await backend("b")
     await kube.put_configmap(

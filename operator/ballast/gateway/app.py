@@ -227,10 +227,11 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 async def _readyz(request: web.Request) -> web.Response:
-    snap = request.app[GATEWAY].store.current
-    if snap.loaded:
-        return web.json_response({"status": "ready", "models": len(snap.routes)})
-    return web.json_response({"status": "no routing tables loaded"}, status=503)
+    """200 once the table source loaded for the first time (zero tables included)."""
+    store = request.app[GATEWAY].store
+    if store.ready:
+        return web.json_response({"status": "ready", "models": len(store.current.routes)})
+    return web.json_response({"status": "routing tables not read yet"}, status=503)
 
 
 async def _metrics(request: web.Request) -> web.Response:

@@ -57,6 +57,7 @@ class Snapshot:
 
     @property
     def loaded(self) -> bool:
+        """True when at least one model is served."""
         return bool(self.routes)
 
     @classmethod
@@ -72,10 +73,16 @@ def _models_body(models: list[str], created: int) -> bytes:
 
 
 class TableStore:
-    """Holds the current snapshot; sources call :meth:`replace` (or :meth:`failed`)."""
+    """Holds the current snapshot; sources call :meth:`replace` (or :meth:`failed`).
+
+    ``ready`` turns true with the source's first complete load, even of zero tables (a
+    cluster with no LLMService yet): from then on an unknown model is a 404, not a sign of
+    a gateway that has not started. It never turns false again.
+    """
 
     def __init__(self) -> None:
         self.current = Snapshot()
+        self.ready = False
         self._listeners: list[Callable[[Snapshot], None]] = []
         self._error_listeners: list[Callable[[str], None]] = []
 
@@ -94,8 +101,11 @@ class TableStore:
         for listener in self._error_listeners:
             listener(message)
 
-    def replace(self, tables: Iterable[RoutingTable]) -> Snapshot:
-        """Swap in a snapshot of ``tables`` (unchanged tables keep their prebuilt route)."""
+    def replace(self, tables: Iterable[RoutingTable], *, complete: bool = True) -> Snapshot:
+        """Swap in a snapshot of ``tables`` (unchanged tables keep their prebuilt route).
+
+        ``complete=False``: only part of the source has been read yet (not ready on its own).
+        """
         old = self.current.routes
         routes: dict[str, Route] = {}
         for t in tables:
@@ -104,6 +114,7 @@ class TableStore:
         stamp = self.current.created or int(time.time())
         snap = Snapshot(MappingProxyType(routes), _models_body(sorted(routes), stamp), stamp)
         self.current = snap
+        self.ready = self.ready or complete
         for listener in self._listeners:
             listener(snap)
         log.info("routing tables loaded: %d model(s)", len(routes))

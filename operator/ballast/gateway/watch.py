@@ -166,7 +166,7 @@ class ConfigMapSource:
                 if c not in self._conflicts:
                     self._report(f"routing ConfigMaps conflict: {c}")
             self._conflicts = conflicts
-        store.replace(tables.values())
+        store.replace(tables.values(), complete=self._listed >= set(self.scopes))
 
     def _report(self, message: str) -> None:
         log.error("%s", message)

@@ -104,3 +104,24 @@ def test_two_tables_for_one_model_are_refused() -> None:
     one = chat().to_json()
     with pytest.raises(RoutesError, match="more than one table"):
         parse_tables(json.dumps([one, one]))
+
+
+def test_fallback_json_is_the_apis() -> None:
+    svc = parse_llmservice(
+        llmservice_obj(
+            fallback={"maxAttempts": 2, "retryOn": ["5xx"], "circuitBreaker": {"openSeconds": 9}}
+        )
+    )
+    table = table_for(svc, {})
+    api_json = svc.spec.fallback.model_dump(mode="json", by_alias=True, exclude_none=True)
+    assert table.to_json()["fallback"] == api_json
+    assert parse_tables(table.dumps())[0] == table
+
+
+def test_unknown_fallback_fields_from_a_newer_operator_are_ignored() -> None:
+    data = chat().to_json()
+    data["fallback"]["hedgeAfterSeconds"] = 2
+    data["fallback"]["circuitBreaker"]["halfOpenRequests"] = 3
+    [parsed] = parse_tables(json.dumps(data))
+    assert parsed.fallback.circuit_breaker.open_seconds == 30
+    assert parsed.to_json() == chat().to_json()

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from ballast.api import Engine, Fallback, LLMService
+from ballast.api import CircuitBreaker, Engine, Fallback, LLMService
 from ballast.engines import info
 from ballast.naming import backend_name
 
@@ -81,13 +81,38 @@ class Source(RouteModel):
     generation: int | None = None
 
 
+class RouteCircuitBreaker(CircuitBreaker):
+    """The API's circuit breaker as a table carries it: unknown fields ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class RouteFallback(Fallback):
+    """The API's fallback policy as a table carries it.
+
+    Same fields and JSON as :class:`~ballast.api.Fallback`, but fields this version does not
+    know are ignored rather than rejected, so a newer operator adding a policy field does not
+    make older gateways refuse its tables.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    circuit_breaker: RouteCircuitBreaker = Field(
+        default_factory=RouteCircuitBreaker, description="Per-backend circuit breaker."
+    )
+
+    @classmethod
+    def of(cls, fallback: Fallback) -> RouteFallback:
+        return cls.model_validate(fallback.model_dump())
+
+
 class RoutingTable(RouteModel):
     """Routes for one served model."""
 
     version: Literal[1] = 1
     model: str
     source: Source | None = None
-    fallback: Fallback = Field(default_factory=Fallback)
+    fallback: RouteFallback = Field(default_factory=RouteFallback)
     #: True when no backend is in the route; the gateway then applies fallback.whenAllUnhealthy.
     all_unhealthy: bool = False
     backends: list[RouteBackend] = Field(min_length=1)
@@ -136,7 +161,7 @@ def table_for(svc: LLMService, health: Mapping[str, bool]) -> RoutingTable:
             uid=svc.metadata.uid,
             generation=svc.metadata.generation,
         ),
-        fallback=svc.spec.fallback,
+        fallback=RouteFallback.of(svc.spec.fallback),
         all_unhealthy=not any(b.in_route for b in backends),
         backends=backends,
     )

@@ -22,6 +22,7 @@ from ballast.gateway.snapshot import TableStore
 from ballast.gateway.watch import ConfigMapSource
 from ballast.naming import ROUTES_KEY, ROUTES_LABEL
 from ballast.routing import CredentialRef, SecretRef
+from tests.gateway.backends import free_port
 from tests.gateway.conftest import BackendFactory, async_client
 from tests.gateway.fakekube import TOKEN, FakeKube
 from tests.gateway.harness import GatewayUnderTest, backend_row, eventually, table
@@ -354,6 +355,37 @@ async def test_missing_secret_fails_over(kube: FakeKube, backend: BackendFactory
         await gw.stop()
     assert raw.headers["x-ballast-backend"] == "local"
     assert cloud.seen == []
+
+
+async def test_give_up_answers_keep_internal_details_in_the_log(
+    kube: FakeKube, caplog: pytest.LogCaptureFixture
+) -> None:
+    port = free_port()
+    rows = [
+        backend_row("local", f"http://127.0.0.1:{port}/v1"),
+        backend_row("cloud", "http://127.0.0.1:1/v1", priority=1,
+                    credentials=_secret_creds("ai", "llm-keys", "openai")),
+    ]  # fmt: skip
+    await kube.put_configmap("ai", "r", routes(table("chat", rows)), LABELS)
+    gw = await start(kube)
+    try:
+        await eventually(lambda: gw.state.store.current.loaded)
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(gw.base_url + "/embeddings", json={"model": "chat", "input": "x"}) as r,
+        ):
+            status, text, attempts = r.status, await r.text(), r.headers["x-ballast-attempts"]
+    finally:
+        await gw.stop()
+    assert (status, attempts) == (503, "2")
+    error = json.loads(text)["error"]
+    assert error["code"] == "backend_unavailable"
+    assert error["message"] == "model chat: no backend could be reached (2 attempt(s))"
+    for detail in ("llm-keys", "secret", "127.0.0.1", str(port), "Errno", "connect to"):
+        assert detail not in text
+    logged = caplog.text
+    assert "secret ai/llm-keys key openai" in logged
+    assert f"127.0.0.1:{port}" in logged
 
 
 def test_in_cluster_config_uses_the_service_account(

@@ -202,6 +202,13 @@ class Finisher:
         self.metrics.request(self.model, self.backend, outcome, time.perf_counter() - self.start)
 
 
+_GIVE_UP = {
+    "backend_unavailable": "no backend could be reached",
+    "upstream_timeout": "no backend answered in time",
+    "bad_gateway": "the backend's answer broke off",
+}
+
+
 def give_up_response(
     model: str, failures: list[Failure], backend: str, attempts: int
 ) -> tuple[web.Response, str]:
@@ -226,9 +233,9 @@ def give_up_response(
         status, code, outcome = 504, "upstream_timeout", "timeout"
     else:
         status, code, outcome = 502, "bad_gateway", "bad_gateway"
-    message = (
-        f"model {model}: {len(failures)} attempt(s) failed, last: {last.kind.value} ({last.detail})"
-    )
+    # Generic on purpose: the details (addresses, errno, credential references) are in the
+    # gateway's log of each attempt, not for clients.
+    message = f"model {model}: {_GIVE_UP[code]} ({len(failures)} attempt(s))"
     response = errors.error_response(
         status, message, type_=errors.SERVER_ERROR, code=code, backend=backend, attempts=attempts
     )

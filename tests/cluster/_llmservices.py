@@ -40,6 +40,12 @@ def llmservice(name: str, namespace: str, fleet: Fleet) -> JSON:
                     "engine": "vllm",
                     "model": "org/chat",
                     "replicas": 2,
+                    # not in the API server's normal form (it stores "1", "1Gi", "500m"):
+                    # drift detection must compare quantities by meaning, not as written
+                    "resources": {
+                        "limits": {"nvidia.com/gpu": 1, "memory": "1024Mi"},
+                        "requests": {"cpu": "0.5"},
+                    },
                     "health": fast,
                 },
                 {

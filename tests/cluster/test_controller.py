@@ -510,12 +510,6 @@ def test_deleting_the_llmservice_lets_the_garbage_collector_remove_its_children(
 RACE_SERVICES = 8
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug: the health loop's Controller.refresh re-creates the routes ConfigMap "
-    "of an LLMService that was just deleted, while the operator's llmservices index still "
-    "holds it; the garbage collector then deletes it again",
-)
 def test_the_operator_recreates_no_child_of_a_deleted_llmservice(
     plane: AuditedPlane, fleet: Fleet, operator: OperatorProcess
 ) -> None:

@@ -230,6 +230,8 @@ class Controller:
         """Apply the whole desired state again (after a failed restore)."""
         if entry.svc is None or self.applied.get(entry.owner) != (entry.uid, entry.generation):
             return
+        if not await self._owner_exists(entry):
+            return
         async with self.lock(entry.owner):
             desired = self.desired(entry, self.health_of(entry).route())
             await self.applier.apply(entry.owner, entry.uid, desired)
@@ -300,6 +302,8 @@ class Controller:
         """Rewrite the routing ConfigMap and status after health changed (only what differs)."""
         if entry.svc is None or self.applied.get(entry.owner) != (entry.uid, entry.generation):
             return  # not reconciled yet: the reconcile will render the current route
+        if not await self._owner_exists(entry):
+            return  # deleted (our index lags): its children are the garbage collector's now
         state = self.health_of(entry)
         for t in transitions:
             self._report(entry, t)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import openai
 import pytest
@@ -291,3 +292,78 @@ async def test_client_leaving_mid_stream_closes_the_upstream_request(
     await eventually(closed)
     assert gw.state.metrics.in_flight == 0
     assert gw.state.board.get("chat", "primary").state == "closed"  # not the backend's fault
+
+
+class ChunkedJson:
+    """A raw backend answering JSON with chunked encoding (as Ollama does above ~2 KB)."""
+
+    def __init__(self, pieces: int, break_off: bool) -> None:
+        self.pieces, self.break_off = pieces, break_off
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/v1"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        await reader.readexactly(int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0]))
+        body = json.dumps({"object": "list", "model": "m", "data": [
+            {"object": "embedding", "index": 0, "embedding": [0.5] * 400}]}).encode()  # fmt: skip
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\n"
+            b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        )
+        step = len(body) // self.pieces + 1
+        for i in range(0, len(body), step):
+            piece = body[i : i + step]
+            writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            await writer.drain()
+            await asyncio.sleep(0.01)
+            if self.break_off:
+                writer.transport.abort()  # the engine died mid-answer
+                return
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+@pytest.mark.parametrize("break_off", [True, False])
+async def test_chunked_json_answer_is_read_whole_so_a_broken_one_is_retried(
+    backend: BackendFactory, gateway: GatewayFactory, client_kind: str, break_off: bool
+) -> None:
+    raw = ChunkedJson(pieces=4, break_off=break_off)
+    _, _, gw = await two_tier(backend, gateway, primary_url=await raw.start(), client=client_kind)
+    try:
+        async with async_client(gw) as client:
+            answer = await client.embeddings.with_raw_response.create(model="chat", input="x")
+    finally:
+        await raw.stop()
+    if break_off:
+        assert answer.headers["x-ballast-backend"] == "cloud"
+        assert answer.headers["x-ballast-attempts"] == "2"
+    else:
+        assert answer.headers["x-ballast-backend"] == "primary"
+        assert answer.parse().data[0].embedding == [0.5] * 400
+        assert answer.headers["content-length"]  # passed on whole, not re-chunked
+
+
+async def test_chunked_json_above_the_buffer_limit_streams_on(
+    backend: BackendFactory, gateway: GatewayFactory
+) -> None:
+    raw = ChunkedJson(pieces=8, break_off=False)
+    gw = await gateway(
+        [table("chat", [backend_row("primary", await raw.start())])], buffer_response_bytes=1000
+    )
+    try:
+        async with async_client(gw) as client:
+            answer = await client.embeddings.with_raw_response.create(model="chat", input="x")
+    finally:
+        await raw.stop()
+    assert answer.parse().data[0].embedding == [0.5] * 400
+    assert "content-length" not in answer.headers  # streamed once past the limit

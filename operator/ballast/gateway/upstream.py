@@ -5,7 +5,9 @@
 ``perTryTimeoutSeconds`` bounds the time to the response headers and the first body
 chunk (or the whole body when it is small enough to buffer). A non-streaming answer up
 to ``buffer_limit`` bytes is read whole before the client sees anything, so even a body
-that breaks off can still be retried; server-sent events and larger bodies stream. The
+that breaks off can still be retried: one with a ``Content-Length`` up to the limit, and a
+JSON one without (chunked, as Ollama sends answers above ~2 KB) until it ends or passes
+the limit, from where it streams. Server-sent events and larger bodies stream. The
 HTTP client is either :mod:`~ballast.gateway.h1` (default) or
 :mod:`~ballast.gateway.aioclient`; both raise the :mod:`h1` exceptions.
 """
@@ -127,8 +129,11 @@ async def attempt(
             if kind is not None and kind is not FailureKind.CLIENT_ERROR:
                 return await _status_failure(resp, kind)
             length = resp.content_length
-            if length is not None and length <= buffer_limit and resp.content_type != SSE:
-                return Answer(resp, await resp.read())
+            if length is not None:
+                if length <= buffer_limit and resp.content_type != SSE:
+                    return Answer(resp, await resp.read())
+            elif _is_json(resp.content_type):
+                return await _buffered(resp, buffer_limit)
             return Answer(resp, None, await resp.read_chunk())
     except TimeoutError:
         _close(resp)
@@ -139,6 +144,22 @@ async def attempt(
     except BaseException:
         _close(resp)
         raise
+
+
+def _is_json(content_type: str) -> bool:
+    return content_type == "application/json" or content_type.endswith("+json")
+
+
+async def _buffered(resp: UpstreamResponse, limit: int) -> Answer:
+    """A body without a length: whole when it ends within ``limit``, else streamed on."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await resp.read_chunk():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return Answer(resp, None, b"".join(chunks))
+    return Answer(resp, b"".join(chunks))
 
 
 def _kind_of_error(error: UpstreamError, answered: bool) -> FailureKind:

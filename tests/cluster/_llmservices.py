@@ -184,16 +184,6 @@ def listable(api: KubeApi) -> bool:
     return True
 
 
-def exists(api: KubeApi, path: str) -> bool:
-    try:
-        api.get(path)
-    except ApiError as err:
-        if err.status == 404:
-            return False
-        raise
-    return True
-
-
 def settled_everywhere(api: KubeApi) -> bool:
     """Every LLMService Ready at its generation and every Deployment rolled out."""
     items = api.get(f"/apis/{API_VERSION}/llmservices")["items"]

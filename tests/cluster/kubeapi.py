@@ -93,6 +93,16 @@ class KubeApi:
             return {"text": raw.decode(errors="replace")}
         return decoded
 
+    def exists(self, path: str) -> bool:
+        """True when GET ``path`` answers, False on 404 (other errors raise)."""
+        try:
+            self.get(path)
+        except ApiError as err:
+            if err.status == 404:
+                return False
+            raise
+        return True
+
     def get(self, path: str, **query: str) -> JSON:
         return self.request("GET", path, query=query or None)
 

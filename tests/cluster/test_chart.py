@@ -65,16 +65,6 @@ def established(crd: JSON) -> bool:
     )
 
 
-def missing(api: KubeApi, path: str) -> bool:
-    try:
-        api.get(path)
-    except ApiError as err:
-        if err.status == 404:
-            return True
-        raise
-    return False
-
-
 def chart_with_added_crd_field(workdir: Path) -> Path:
     """A copy of the chart, version bumped, whose CRD gains spec.<ADDED_FIELD> (an integer):
     what the next release's chart looks like to `helm upgrade`."""
@@ -189,14 +179,14 @@ def test_helm_uninstall_keeps_the_crd_only_when_crds_keep_is_set(
         "/apis/rbac.authorization.k8s.io/v1/clusterroles/ballast-operator",
         f"/apis/apps/v1/namespaces/{RELEASE.namespace}/deployments/ballast-operator",
     ):
-        assert missing(api, path), f"{path} survived helm uninstall"
+        assert not api.exists(path), f"{path} survived helm uninstall"
 
     # Installing again adopts the kept CRD; with crds.keep=false uninstall deletes it.
     helm(*RELEASE.install_args(CHART, "crds.keep=false"))
     assert KEEP not in api.get(CRD_PATH)["metadata"].get("annotations", {})
     helm(*uninstall)
-    wait_for(lambda: missing(api, CRD_PATH), timeout=60, what="the CRD to be deleted")
-    assert missing(api, "/apis/ballast.dev/v1alpha1/llmservices")
+    wait_for(lambda: not api.exists(CRD_PATH), timeout=60, what="the CRD to be deleted")
+    assert not api.exists("/apis/ballast.dev/v1alpha1/llmservices")
 
 
 def test_install_bundle_applies_server_side_on_a_fresh_server(

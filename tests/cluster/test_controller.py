@@ -42,7 +42,6 @@ from ._llmservices import (
     KINDS,
     all_children,
     children,
-    exists,
     expected_children,
     kind_path,
     listable,
@@ -323,7 +322,7 @@ def test_a_deleted_or_edited_child_is_put_back(
     )
 
     def restored() -> bool:
-        service = api.get(service_path) if exists(api, service_path) else None
+        service = api.get(service_path) if api.exists(service_path) else None
         return (
             service is not None
             and service["metadata"]["uid"] != before["Service", f"{svc.name}-primary"]

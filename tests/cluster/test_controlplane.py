@@ -60,16 +60,6 @@ def deployment(name: str, replicas: int, annotations: dict[str, str] | None = No
     }
 
 
-def exists(api: KubeApi, path: str) -> bool:
-    try:
-        api.get(path)
-    except ApiError as err:
-        if err.status == 404:
-            return False
-        raise
-    return True
-
-
 def live_processes_mentioning(text: str) -> list[int]:
     """Pids of live (non-zombie) processes whose command line contains `text`."""
     found = []
@@ -191,8 +181,8 @@ def test_garbage_collector_deletes_children_of_a_deleted_owner(
     parent = api.post(base, configmap("parent"))
     api.post(base, configmap("child", parent, block=propagation == "Foreground"))
     api.delete(f"{base}/parent", {"propagationPolicy": propagation})
-    wait_for(lambda: not exists(api, f"{base}/child"), what="GC to delete the child")
-    wait_for(lambda: not exists(api, f"{base}/parent"), what="the parent to be gone")
+    wait_for(lambda: not api.exists(f"{base}/child"), what="GC to delete the child")
+    wait_for(lambda: not api.exists(f"{base}/parent"), what="the parent to be gone")
 
 
 def test_garbage_collector_orphans_children_on_request(
@@ -203,7 +193,7 @@ def test_garbage_collector_orphans_children_on_request(
     parent = api.post(base, configmap("parent"))
     api.post(base, configmap("child", parent))
     api.delete(f"{base}/parent", {"propagationPolicy": "Orphan"})
-    wait_for(lambda: not exists(api, f"{base}/parent"), what="the parent to be gone")
+    wait_for(lambda: not api.exists(f"{base}/parent"), what="the parent to be gone")
 
     def orphaned_child() -> JSON | None:
         child = api.get(f"{base}/child")

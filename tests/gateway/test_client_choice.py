@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from aiohttp import web
 from yarl import URL
 
-from ballast.gateway.aioclient import AiohttpClient
+from ballast.gateway.aioclient import AiohttpClient, EnvProxies
 from ballast.gateway.app import SchemeClient, upstream_client
 from ballast.gateway.config import GatewayConfig
 from ballast.gateway.h1 import Pool
@@ -17,7 +18,7 @@ async def test_auto_is_the_default_and_splits_by_scheme() -> None:
         assert isinstance(client, SchemeClient)
         assert isinstance(client.plain, Pool)
         assert isinstance(client.tls, AiohttpClient)
-        assert client.tls.session.trust_env is True  # HTTPS_PROXY / NO_PROXY honoured
+        assert isinstance(client.tls.env_proxies, EnvProxies)  # HTTPS_PROXY / NO_PROXY honoured
     finally:
         await client.close()
 
@@ -40,3 +41,12 @@ async def test_auto_serves_plain_http_through_h1(unused_tcp_port: int) -> None:
     finally:
         await client.close()
         await runner.cleanup()
+
+
+def test_env_proxies_follow_https_proxy_and_no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", ".svc,.cluster.local,localhost")
+    proxies = EnvProxies()
+    assert proxies.for_url("https", "api.openai.com") == "http://proxy.internal:3128"
+    assert proxies.for_url("https", "chat-primary.ai.svc") is None
+    assert proxies.for_url("http", "chat-primary.ai.svc") is None  # no HTTP_PROXY set

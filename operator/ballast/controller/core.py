@@ -302,14 +302,14 @@ class Controller:
         """Rewrite the routing ConfigMap and status after health changed (only what differs)."""
         if entry.svc is None or self.applied.get(entry.owner) != (entry.uid, entry.generation):
             return  # not reconciled yet: the reconcile will render the current route
-        if not await self._owner_exists(entry):
-            return  # deleted (our index lags): its children are the garbage collector's now
         state = self.health_of(entry)
         for t in transitions:
             self._report(entry, t)
         async with self.lock(entry.owner):
             routes = render.routes_configmap(entry.svc, table_for(entry.svc, state.route()))
             have = self.children.of(entry.owner, entry.uid).get(key_of(routes))
+            if have is None and not await self._owner_exists(entry):
+                return  # deleted (our index lags): its children are the garbage collector's
             await self.applier.ensure(
                 entry.owner, routes, exists=have is not None, live_hash=have.hash if have else None
             )

@@ -26,7 +26,7 @@ from ._release import CHART, Release
 from .binaries import REPO, Binaries, BinariesMissing
 from .controlplane import ControlPlane
 from .fakekubelet import FakeKubelet
-from .kubeapi import ApiError
+from .kubeapi import ApiError, established
 from .poll import wait_for
 from .tools import Tool, tools_dir
 
@@ -108,10 +108,7 @@ def llmservice_crd(kubectl: Tool, control_plane: ControlPlane) -> subprocess.Com
     # accessor error" when it reads the CRD before its first condition is set.
     path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/llmservices.ballast.dev"
     wait_for(
-        lambda: any(
-            c["type"] == "Established" and c["status"] == "True"
-            for c in control_plane.api.get(path).get("status", {}).get("conditions", [])
-        ),
+        lambda: established(control_plane.api.get(path)),
         timeout=60,
         what="the LLMService CRD to be Established",
     )

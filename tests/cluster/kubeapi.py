@@ -41,6 +41,14 @@ class Credentials:
     token: str | None = None
 
 
+def established(crd: JSON) -> bool:
+    """A CustomResourceDefinition's Established condition is True (conditions may be null)."""
+    return any(
+        c.get("type") == "Established" and c.get("status") == "True"
+        for c in (crd.get("status") or {}).get("conditions") or []
+    )
+
+
 class KubeApi:
     """Blocking JSON requests against one API server. Safe to share between threads."""
 

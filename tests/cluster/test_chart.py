@@ -22,7 +22,7 @@ import yaml
 from ._release import CHART, CRD_PATH, Release, helm_for, kubectl_for
 from .binaries import REPO
 from .controlplane import ControlPlane
-from .kubeapi import JSON, ApiError, KubeApi
+from .kubeapi import JSON, ApiError, KubeApi, established
 from .poll import wait_for
 from .tools import Tool
 
@@ -56,13 +56,6 @@ def spec_properties(crd: JSON) -> JSON:
     (version,) = crd["spec"]["versions"]
     props: JSON = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
     return props
-
-
-def established(crd: JSON) -> bool:
-    return any(
-        c["type"] == "Established" and c["status"] == "True"
-        for c in crd.get("status", {}).get("conditions", [])
-    )
 
 
 def chart_with_added_crd_field(workdir: Path) -> Path:

@@ -56,7 +56,7 @@ from ._llmservices import (
 from ._operator import AuditedPlane, Fleet, OperatorProcess
 from ._release import CHART, CRD_PATH, Release, helm_for, kubectl_for
 from .binaries import Binaries
-from .kubeapi import JSON, MERGE_PATCH, KubeApi
+from .kubeapi import JSON, MERGE_PATCH, KubeApi, established
 from .poll import wait_for
 from .procs import free_port
 from .tools import Tool
@@ -114,13 +114,7 @@ def release(
     helm = helm_for(plane, k8s_tools, tmp_path_factory.mktemp("helm-home"))
     helm(*RELEASE.install_args(CHART, "gateway.replicaCount=0"))
     wait_for(
-        lambda: (
-            any(
-                c["type"] == "Established" and c["status"] == "True"
-                for c in plane.api.get(CRD_PATH).get("status", {}).get("conditions", [])
-            )
-            and listable(plane.api)
-        ),
+        lambda: established(plane.api.get(CRD_PATH)) and listable(plane.api),
         timeout=60,
         what="the chart's LLMService CRD",
     )

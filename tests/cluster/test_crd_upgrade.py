@@ -24,7 +24,7 @@ import yaml
 from ._release import CRD_PATH, kubectl_for
 from .binaries import REPO
 from .controlplane import ControlPlane
-from .kubeapi import JSON, ApiError, KubeApi
+from .kubeapi import JSON, ApiError, KubeApi, established
 from .poll import wait_for
 from .tools import Tool
 
@@ -55,11 +55,7 @@ def baseline_examples() -> list[JSON]:
 def crd_ready(api: KubeApi, must_have: str = "") -> bool:
     """Established, serving lists, and (when given) holding `must_have` in its schema."""
     crd = api.get(CRD_PATH)
-    established = any(
-        c["type"] == "Established" and c["status"] == "True"
-        for c in crd.get("status", {}).get("conditions", [])
-    )
-    if not established or must_have not in yaml.safe_dump(crd["spec"]):
+    if not established(crd) or must_have not in yaml.safe_dump(crd["spec"]):
         return False
     try:
         api.get(f"{API}/llmservices")

@@ -134,6 +134,7 @@ class Operator:
             "run",
             *self.args,
             f"--metrics-port={self.metrics_port}",
+            "--metrics-address=127.0.0.1",
             f"--liveness=http://127.0.0.1:{self.health_port}/healthz",
         ]
         with self.log.open("ab") as log:

@@ -88,3 +88,12 @@ def test_the_cli_module_does_not_import_kopf() -> None:
     code = "import sys, ballast.controller.cli; print('kopf' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_metrics_address_from_flag_or_env() -> None:
+    assert from_flags(env={}).metrics_address == "0.0.0.0"
+    assert from_flags(env={"BALLAST_METRICS_ADDRESS": "127.0.0.1"}).metrics_address == "127.0.0.1"
+    assert (
+        from_flags(metrics_address="::1", env={"BALLAST_METRICS_ADDRESS": "x"}).metrics_address
+        == "::1"
+    )

@@ -125,14 +125,14 @@ class App:
                 logger.warning("cannot read peering %s, acting until it can: %s", gate.name, e)
             self._spawn(gate.run(self.controller), "peering gate")
         if self.settings.metrics_port:
-            await self._serve_metrics(self.settings.metrics_port)
+            await self._serve_metrics(self.settings.metrics_address, self.settings.metrics_port)
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.create_task(coro, name=name)
         task.add_done_callback(_log_crash)
         self._tasks.append(task)
 
-    async def _serve_metrics(self, port: int) -> None:
+    async def _serve_metrics(self, address: str, port: int) -> None:
         async def metrics(_: aiohttp.web.Request) -> aiohttp.web.Response:
             body, content_type = self.controller.metrics.exposition()
             return aiohttp.web.Response(body=body, headers={"Content-Type": content_type})
@@ -141,7 +141,7 @@ class App:
         web.router.add_get("/metrics", metrics)
         self._metrics = aiohttp.web.AppRunner(web, access_log=None)
         await self._metrics.setup()
-        await aiohttp.web.TCPSite(self._metrics, "0.0.0.0", port).start()
+        await aiohttp.web.TCPSite(self._metrics, address, port).start()
 
     async def stop(self) -> None:
         await self.controller.events.flush()

@@ -52,6 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Prometheus /metrics port, 0 disables (env BALLAST_METRICS_PORT, default 9090)",
     )
     parser.add_argument(
+        "--metrics-address",
+        metavar="ADDR",
+        help="address the /metrics server binds (env BALLAST_METRICS_ADDRESS, default 0.0.0.0)",
+    )
+    parser.add_argument(
         "--liveness",
         metavar="URL",
         help="kopf liveness endpoint, e.g. http://0.0.0.0:8081/healthz (env BALLAST_LIVENESS)",
@@ -80,6 +85,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         namespaces=args.namespaces,
         all_namespaces=args.all_namespaces,
         metrics_port=args.metrics_port,
+        metrics_address=args.metrics_address,
         liveness=args.liveness,
         peering=args.peering,
         standalone=args.standalone,

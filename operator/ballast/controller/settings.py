@@ -37,6 +37,8 @@ class Settings:
     namespaces: tuple[str, ...] = ()
     #: Port of the Prometheus endpoint (/metrics); 0 disables it.
     metrics_port: int = 9090
+    #: Address the metrics server binds (0.0.0.0: every interface, for Prometheus scrapes).
+    metrics_address: str = "0.0.0.0"
     #: kopf's liveness endpoint, e.g. http://0.0.0.0:8081/healthz; None disables it.
     liveness: str | None = None
     #: kopf peering object name; None with ``standalone`` runs without peering.
@@ -106,6 +108,7 @@ def from_flags(
     namespaces: list[str] | None = None,
     all_namespaces: bool = False,
     metrics_port: int | None = None,
+    metrics_address: str | None = None,
     liveness: str | None = None,
     peering: str | None = None,
     standalone: bool = False,
@@ -135,6 +138,7 @@ def from_flags(
     return Settings(
         namespaces=tuple(dict.fromkeys(names)),
         metrics_port=int(_number("--metrics-port", port, 9090)),
+        metrics_address=metrics_address or env.get("BALLAST_METRICS_ADDRESS") or "0.0.0.0",
         liveness=liveness or env.get("BALLAST_LIVENESS") or None,
         peering=peering,
         standalone=standalone,

@@ -1,4 +1,4 @@
-"""Applying children against the emulator: each request the Applier makes is counted."""
+"""Executing plans against the emulator: each request the Applier makes is counted."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ import kopf
 import pytest
 
 from ballast import render
-from ballast.controller.apply import KINDS, Applier
+from ballast.controller.apply import KINDS, Applied, Applier
 from ballast.controller.children import Child, Children, child_of
 from ballast.controller.kube import ApiError, KubeClient
+from ballast.controller.plan import Create, plan, plan_restore
+from ballast.controller.record import ServiceRecord
 from tests.emulator import KubeEmulator, running
 from tests.factories import llmservice_obj, make_llmservice, vllm
 
@@ -42,15 +44,33 @@ async def api() -> AsyncIterator[KubeEmulator]:
         yield emulator
 
 
+class Harness:
+    """An Applier, the children index over the emulator's store, and one service's record."""
+
+    def __init__(self, applier: Harness, children: Children) -> None:
+        self.applier = applier
+        self.kube = applier.kube
+        self.children = children
+        self.record = ServiceRecord(OWNER, None)
+
+    async def apply(
+        self, uid: str, desired: list[dict[str, Any]], previous: list[dict[str, Any]] | None = None
+    ) -> Applied:
+        """Plan against what exists (plus our recent writes), then execute."""
+        self.record.uid = uid
+        observed = self.record.overlay(self.children.of(OWNER, uid))
+        return await self.applier.execute(self.record, plan(desired, observed, uid, previous))
+
+
 @pytest.fixture
-async def applier(api: KubeEmulator) -> AsyncIterator[Applier]:
+async def applier(api: KubeEmulator) -> AsyncIterator[Harness]:
     async def login() -> kopf.ConnectionInfo:
         return kopf.ConnectionInfo(server=api.url_base, token="t")
 
     kube = KubeClient(login)
     children = Children()
     children.indices = [StoreIndex(api)]
-    yield Applier(kube, children)
+    yield Harness(Applier(kube), children)
     await kube.close()
 
 
@@ -67,39 +87,39 @@ def methods(api: KubeEmulator, since: int) -> list[str]:
 
 
 async def test_new_children_are_created_and_a_second_apply_sends_nothing(
-    api: KubeEmulator, applier: Applier
+    api: KubeEmulator, applier: Harness
 ) -> None:
     uid = await _owner(api)
     objs = render.objects(make_llmservice(vllm(), uid=uid), {})
-    applied = await applier.apply(OWNER, uid, objs)
+    applied = await applier.apply(uid, objs)
     assert sorted(applied.created) == [
         "ConfigMap/chat-routes",
         "Deployment/chat-primary",
         "Service/chat-primary",
     ]
     start = len(api.requests)
-    again = await applier.apply(OWNER, uid, objs)
+    again = await applier.apply(uid, objs)
     assert not again.changed
     assert methods(api, start) == []
 
 
 async def test_a_changed_child_is_patched_and_a_stale_one_deleted(
-    api: KubeEmulator, applier: Applier
+    api: KubeEmulator, applier: Harness
 ) -> None:
     uid = await _owner(api)
     first = render.objects(make_llmservice(vllm(replicas=3), uid=uid), {})
-    await applier.apply(OWNER, uid, first)
-    applier.children.forget(OWNER)  # as if the watch had caught up
+    await applier.apply(uid, first)
+    applier.record.writes.clear()  # as if the watch had caught up
     second = render.objects(make_llmservice(vllm(replicas=1), uid=uid), {})
     start = len(api.requests)
-    applied = await applier.apply(OWNER, uid, second, previous=first)
+    applied = await applier.apply(uid, second, previous=first)
     assert applied.patched == ["Deployment/chat-primary"]  # the route is the same: no patch
     assert applied.deleted == ["PodDisruptionBudget/chat-primary"]  # one replica: no PDB
     assert sorted(methods(api, start)) == ["DELETE poddisruptionbudgets", "PATCH deployments"]
 
 
 async def test_an_existing_child_unknown_to_the_index_is_adopted_not_duplicated(
-    api: KubeEmulator, applier: Applier
+    api: KubeEmulator, applier: Harness
 ) -> None:
     uid = await _owner(api)
     objs = render.objects(make_llmservice(vllm(), uid=uid), {})
@@ -107,14 +127,14 @@ async def test_an_existing_child_unknown_to_the_index_is_adopted_not_duplicated(
     api.store.create(api.store.kind("apps", "v1", "deployments"), "ai", dep)
     applier.children.indices = []  # the index has not seen it yet
     start = len(api.requests)
-    outcome = await applier.ensure(OWNER, dep, exists=False, live_hash=None)
+    outcome = await applier.applier.perform(applier.record, Create(dep))
     assert outcome == "unchanged"
     assert methods(api, start) == ["POST deployments", "GET deployments"]
 
 
 @pytest.mark.parametrize("foreign_owner", [None, "someone-else"])
 async def test_an_existing_child_of_another_owner_is_never_taken_over(
-    api: KubeEmulator, applier: Applier, foreign_owner: str | None
+    api: KubeEmulator, applier: Harness, foreign_owner: str | None
 ) -> None:
     uid = await _owner(api)
     objs = render.objects(make_llmservice(vllm(), uid=uid), {})
@@ -140,7 +160,7 @@ async def test_an_existing_child_of_another_owner_is_never_taken_over(
     api.store.create(api.store.kind("", "v1", "services"), "ai", theirs)
     applier.children.indices = []
     with pytest.raises(ApiError) as info:
-        await applier.ensure(OWNER, svc, exists=False, live_hash=None)
+        await applier.applier.perform(applier.record, Create(svc))
     assert info.value.reason == "NameConflict"
     stored = await applier.kube.get(KINDS["Service"], "ai", svc["metadata"]["name"])
     assert stored is not None
@@ -148,19 +168,15 @@ async def test_an_existing_child_of_another_owner_is_never_taken_over(
 
 
 async def test_restore_repairs_a_hand_edit_that_kept_the_hash(
-    api: KubeEmulator, applier: Applier
+    api: KubeEmulator, applier: Harness
 ) -> None:
     uid = await _owner(api)
     objs = render.objects(make_llmservice(vllm(), uid=uid), {})
     dep = next(o for o in objs if o["kind"] == "Deployment")
     live = api.store.create(api.store.kind("apps", "v1", "deployments"), "ai", dep)
     live["spec"]["template"]["spec"]["containers"][0]["image"] = "other:1"
-    assert await applier.restore(OWNER, dep, live) == "patched"
-    assert (
-        await applier.restore(
-            OWNER,
-            dep,
-            api.store.get(api.store.kind("apps", "v1", "deployments"), "ai", "chat-primary"),
-        )
-        == "unchanged"
-    )
+    action = plan_restore(("Deployment", "chat-primary"), dep, live)
+    assert action is not None
+    assert await applier.applier.perform(applier.record, action) == "patched"
+    again = api.store.get(api.store.kind("apps", "v1", "deployments"), "ai", "chat-primary")
+    assert plan_restore(("Deployment", "chat-primary"), dep, again) is None

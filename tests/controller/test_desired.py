@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ballast.api.manifests import check_document, load_documents
-from ballast.controller.desired import Desired
+from ballast.controller.desired import desired_all, desired_one
 from ballast.controller.services import entry_from
 from tests.factories import external, llmservice_obj, vllm
 
@@ -33,19 +33,20 @@ def test_one_child_equals_the_full_rendering(
 ) -> None:
     entry = entry_from(obj)
     assert entry is not None
-    desired = Desired()
-    everything = desired.all(entry, route)
+    assert entry.svc is not None
+    everything = desired_all(entry.svc, route)
     assert everything
     for child in everything:
         meta = child["metadata"]
-        assert desired.one(entry, child["kind"], meta["name"], route) == child
+        assert desired_one(entry.svc, child["kind"], meta["name"], route) == child
 
 
 def test_children_that_should_not_exist_are_none() -> None:
     entry = entry_from(llmservice_obj(vllm(), external(), uid="u-1"))
     assert entry is not None
-    desired = Desired()
-    assert desired.one(entry, "HorizontalPodAutoscaler", "chat-primary", {}) is None  # no scaling
-    assert desired.one(entry, "Deployment", "chat-cloud", {}) is None  # external: no pods
-    assert desired.one(entry, "Service", "chat-gone", {}) is None
-    assert desired.one(entry, "ConfigMap", "chat-other", {}) is None
+    svc = entry.svc
+    assert svc is not None
+    assert desired_one(svc, "HorizontalPodAutoscaler", "chat-primary", {}) is None  # no scaling
+    assert desired_one(svc, "Deployment", "chat-cloud", {}) is None  # external: no pods
+    assert desired_one(svc, "Service", "chat-gone", {}) is None
+    assert desired_one(svc, "ConfigMap", "chat-other", {}) is None

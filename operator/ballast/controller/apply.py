@@ -1,13 +1,12 @@
-"""Applying desired children: the only code that creates, patches or deletes them.
+"""Executing a plan: the only code that creates, patches or deletes children.
 
-Create-then-patch-on-hash-difference: a child that does not exist is created; one
-whose ``ballast.dev/applied-hash`` annotation differs from the desired object's is
-merge-patched with the fields the operator owns (see :mod:`.patches` for why merge
-patch); one that matches is not touched, so a reconcile with nothing to change
-makes no request at all (existence and hashes come from :mod:`.children`, not
-from GETs). Children of the owner that are no longer desired are deleted. The
-drift path (:meth:`Applier.restore`) has the live object from a watch event and
-also repairs hand edits that left the annotation alone.
+:mod:`.plan` decides; :class:`Applier` performs the actions in order and
+remembers each write in the service's record until the watch shows it, so a
+second reconcile right after the first plans nothing. Two races with the watch
+are handled here because only the API can answer them: a create that finds the
+object already there (the index had not seen it yet) reads it once and adopts
+it when it is ours and in sync, or refuses it as a :class:`~.plan.Conflict` when
+another owner controls it; a patch of an object deleted meanwhile creates it.
 """
 
 from __future__ import annotations
@@ -16,29 +15,27 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from ballast.controller.children import ChildKey, Children, Owner
 from ballast.controller.kube import ApiError, Kind, KubeClient
-from ballast.controller.patches import contains, patch_for
+from ballast.controller.plan import (
+    Action,
+    Conflict,
+    Create,
+    Delete,
+    Patch,
+    hash_of,
+    in_sync,
+    key_of,
+)
+from ballast.controller.record import ServiceRecord
 from ballast.permissions import MANAGED_KINDS
-from ballast.render import APPLIED_HASH_ANNOTATION
 
 Obj = dict[str, Any]
-Outcome = Literal["created", "patched", "unchanged"]
+Outcome = Literal["created", "patched", "deleted", "unchanged"]
 
 #: kind name -> where it lives in the API, for every kind the operator manages.
 KINDS: Final[Mapping[str, Kind]] = {
     k.kind: Kind(k.api_version, k.kind, k.plural) for k in MANAGED_KINDS
 }
-
-
-def key_of(obj: Mapping[str, Any]) -> ChildKey:
-    return (str(obj["kind"]), str(obj["metadata"]["name"]))
-
-
-def hash_of(obj: Mapping[str, Any]) -> str | None:
-    annotations = (obj.get("metadata") or {}).get("annotations") or {}
-    value = annotations.get(APPLIED_HASH_ANNOTATION)
-    return str(value) if value is not None else None
 
 
 def _rv(obj: Mapping[str, Any]) -> str | None:
@@ -54,14 +51,18 @@ def controller_uid(obj: Mapping[str, Any]) -> str | None:
     return None
 
 
-def in_sync(live: Mapping[str, Any], want: Obj) -> bool:
-    """The live object carries the wanted hash and every wanted field."""
-    return hash_of(live) == hash_of(want) and contains(live, want)
+def name_conflict(namespace: str, kind: str, name: str) -> ApiError:
+    return ApiError(
+        409,
+        "NameConflict",
+        f"{kind} {namespace}/{name} already exists and is not managed by this "
+        f"LLMService; rename the service or backend, or delete that {kind}",
+    )
 
 
 @dataclass
 class Applied:
-    """What one apply changed, as ``Kind/name`` strings."""
+    """What one execution changed, as ``Kind/name`` strings."""
 
     created: list[str] = field(default_factory=list)
     patched: list[str] = field(default_factory=list)
@@ -71,113 +72,76 @@ class Applied:
     def changed(self) -> bool:
         return bool(self.created or self.patched or self.deleted)
 
-    def record(self, outcome: Outcome, key: ChildKey) -> None:
+    def record(self, outcome: Outcome, action: Action) -> None:
+        name = "/".join(action.key)
         if outcome == "created":
-            self.created.append("/".join(key))
+            self.created.append(name)
         elif outcome == "patched":
-            self.patched.append("/".join(key))
+            self.patched.append(name)
+        elif outcome == "deleted":
+            self.deleted.append(name)
 
 
 class Applier:
-    """Applies rendered objects for one owner at a time."""
+    """Performs plans for one service at a time (the caller holds the record's lock)."""
 
-    def __init__(self, kube: KubeClient, children: Children) -> None:
+    def __init__(self, kube: KubeClient) -> None:
         self.kube = kube
-        self.children = children
 
-    async def apply(
-        self,
-        owner: Owner,
-        uid: str | None,
-        desired: Sequence[Obj],
-        previous: Sequence[Obj] | None = None,
-    ) -> Applied:
-        """Make the owner's children exactly ``desired`` (``previous``: what was desired before)."""
-        existing = self.children.of(owner, uid)
-        before = {key_of(o): o for o in previous or ()}
+    async def execute(self, record: ServiceRecord, actions: Sequence[Action]) -> Applied:
+        """Perform every action; a :class:`Conflict` fails the plan after the others ran."""
         applied = Applied()
-        for obj in desired:
-            key = key_of(obj)
-            have = existing.pop(key, None)
-            outcome = await self.ensure(
-                owner,
-                obj,
-                exists=have is not None,
-                live_hash=have.hash if have else None,
-                previous=before.get(key),
-            )
-            applied.record(outcome, key)
-        for kind, name in sorted(existing):
-            if await self.remove(owner, kind, name):
-                applied.deleted.append(f"{kind}/{name}")
+        conflict: Conflict | None = None
+        for action in actions:
+            if isinstance(action, Conflict):
+                conflict = conflict or action
+                continue
+            applied.record(await self.perform(record, action), action)
+        if conflict is not None:
+            raise name_conflict(record.owner[0], *conflict.key)
         return applied
 
-    async def ensure(
-        self,
-        owner: Owner,
-        obj: Obj,
-        *,
-        exists: bool,
-        live_hash: str | None,
-        previous: Obj | None = None,
-    ) -> Outcome:
-        """Create ``obj``, or patch it when its hash differs; nothing when it matches."""
-        if exists and live_hash == hash_of(obj):
-            return "unchanged"
-        if not exists:
-            created = await self._create(owner, obj)
-            if created is not None:
-                return created
-        return await self._patch(owner, obj, patch_for(obj, previous))
+    async def perform(self, record: ServiceRecord, action: Action) -> Outcome:
+        """One action; raises :class:`ApiError` when the API refuses it."""
+        if isinstance(action, Create):
+            return await self._create(record, action.obj)
+        if isinstance(action, Patch):
+            return await self._patch(record, action.obj, action.body)
+        if isinstance(action, Delete):
+            kind, name = action.key
+            gone = await self.kube.delete(KINDS[kind], record.owner[0], name)
+            record.note(action.key, None)
+            return "deleted" if gone else "unchanged"
+        raise name_conflict(record.owner[0], *action.key)
 
-    async def restore(self, owner: Owner, obj: Obj, live: Mapping[str, Any] | None) -> Outcome:
-        """Put ``obj`` back given its live state (None: it was deleted)."""
-        if live is None:
-            created = await self._create(owner, obj)
-            if created is not None:
-                return created
-        elif in_sync(live, obj):
-            return "unchanged"
-        return await self._patch(owner, obj, patch_for(obj))
-
-    async def remove(self, owner: Owner, kind: str, name: str) -> bool:
-        """Delete one child; False when it was already gone."""
-        gone = await self.kube.delete(KINDS[kind], owner[0], name)
-        self.children.note(owner, kind, name, None)
-        return gone
-
-    async def _create(self, owner: Owner, obj: Obj) -> Outcome | None:
-        """Create; on AlreadyExists, "unchanged" if the live one is in sync, else None (patch it)."""
+    async def _create(self, record: ServiceRecord, obj: Obj) -> Outcome:
+        """Create; on AlreadyExists adopt our in-sync object, patch our stale one, refuse others'."""
         kind, name = key_of(obj)
+        namespace = record.owner[0]
         try:
-            created = await self.kube.create(KINDS[kind], owner[0], obj)
+            created = await self.kube.create(KINDS[kind], namespace, obj)
         except ApiError as e:
             if e.status != 409:
                 raise
-            live = await self.kube.get(KINDS[kind], owner[0], name)
+            live = await self.kube.get(KINDS[kind], namespace, name)
             if live is not None and controller_uid(live) != controller_uid(obj):
-                raise ApiError(
-                    409,
-                    "NameConflict",
-                    f"{kind} {owner[0]}/{name} already exists and is not managed by this "
-                    f"LLMService; rename the service or backend, or delete that {kind}",
-                ) from None
+                raise name_conflict(namespace, kind, name) from None
             if live is not None and in_sync(live, obj):
-                self.children.note(owner, kind, name, hash_of(obj), _rv(live))
+                record.note((kind, name), hash_of(obj), _rv(live))
                 return "unchanged"
-            return None
-        self.children.note(owner, kind, name, hash_of(obj), _rv(created))
+            return await self._patch(record, obj, obj)
+        record.note((kind, name), hash_of(obj), _rv(created))
         return "created"
 
-    async def _patch(self, owner: Owner, obj: Obj, patch: Obj) -> Outcome:
+    async def _patch(self, record: ServiceRecord, obj: Obj, body: Obj) -> Outcome:
         kind, name = key_of(obj)
         try:
-            written = await self.kube.patch(KINDS[kind], owner[0], name, patch)
+            written = await self.kube.patch(KINDS[kind], record.owner[0], name, body)
             outcome: Outcome = "patched"
         except ApiError as e:
             if e.status != 404:
                 raise
-            written = await self.kube.create(KINDS[kind], owner[0], obj)
+            written = await self.kube.create(KINDS[kind], record.owner[0], obj)
             outcome = "created"
-        self.children.note(owner, kind, name, hash_of(obj), _rv(written))
+        record.note((kind, name), hash_of(obj), _rv(written))
         return outcome

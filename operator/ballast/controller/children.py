@@ -11,10 +11,9 @@ reconcile right after the first does not repeat them.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Protocol
 
 from ballast.api import GROUP, KIND
 from ballast.render import APPLIED_HASH_ANNOTATION
@@ -24,7 +23,6 @@ Obj = dict[str, Any]
 Owner = tuple[str, str]
 #: (kind, name)
 ChildKey = tuple[str, str]
-RECENT_SECONDS: Final = 15.0
 
 
 @dataclass(frozen=True)
@@ -75,50 +73,17 @@ def child_of(body: Mapping[str, Any]) -> dict[Owner, Child]:
 
 
 class Children:
-    """Existing children by owner: kopf's indices plus the operator's own recent writes."""
+    """Existing children by owner, as kopf's indices of the managed kinds hold them."""
 
     def __init__(self) -> None:
         self.indices: list[IndexLike] = []
-        #: owner -> child -> (hash written or None when deleted, when, resourceVersion written)
-        self._recent: dict[Owner, dict[ChildKey, tuple[str | None, float, str | None]]] = {}
 
     def of(self, owner: Owner, uid: str | None = None) -> dict[ChildKey, Child]:
-        """Children of ``owner`` (of the incarnation ``uid`` when given)."""
+        """Children naming ``owner`` (any incarnation; the one ``uid`` wins a name clash)."""
         out: dict[ChildKey, Child] = {}
         for index in self.indices:
             for child in index.get(owner) or ():
-                if uid is None or child.owner_uid == uid:
-                    out[(child.kind, child.name)] = child
-        recent = self._recent.get(owner)
-        if not recent:
-            return out
-        now = time.monotonic()
-        for key, (hash_, at, _) in list(recent.items()):
-            seen = out.get(key)
-            caught_up = seen.hash == hash_ if seen is not None else hash_ is None
-            if caught_up or now - at > RECENT_SECONDS:
-                del recent[key]
-            elif hash_ is None:
-                out.pop(key, None)
-            elif seen is None or seen.hash != hash_:
-                base = seen or Child(key[0], key[1], hash_, uid or "")
-                out[key] = Child(
-                    key[0], key[1], hash_, base.owner_uid, base.replicas, base.ready_replicas
-                )
-        if not recent:
-            del self._recent[owner]
+                key = (child.kind, child.name)
+                if key not in out or child.owner_uid == uid:
+                    out[key] = child
         return out
-
-    def note(
-        self, owner: Owner, kind: str, name: str, hash_: str | None, rv: str | None = None
-    ) -> None:
-        """Remember a write just made (``hash_`` None: deleted) until the watch shows it."""
-        self._recent.setdefault(owner, {})[(kind, name)] = (hash_, time.monotonic(), rv)
-
-    def echo(self, owner: Owner, kind: str, name: str, rv: str | None) -> bool:
-        """True when ``rv`` is the resourceVersion of the operator's own latest write."""
-        written = self._recent.get(owner, {}).get((kind, name))
-        return rv is not None and written is not None and written[2] == rv
-
-    def forget(self, owner: Owner) -> None:
-        self._recent.pop(owner, None)

@@ -1,13 +1,21 @@
-"""The operator's state and its three entry points: reconcile, child events, health refresh.
+"""The operator's state and its entry points: reconcile, child events, health refresh, retries.
 
 One :class:`Controller` is built per ``ballast run`` and handed to the kopf
-handlers (no module-level state). Every path that writes for an LLMService holds
-that service's lock, renders the desired objects, lets :class:`~.apply.Applier`
-bring the children in line, and writes status only when its JSON changed:
+handlers (no module-level state). What it knows about each LLMService is in that
+service's :class:`~.record.ServiceRecord`. Every path that writes for a service
+holds the record's lock, renders the desired objects, computes a plan
+(:mod:`.plan`, pure) and lets :class:`~.apply.Applier` execute it:
 
-* :meth:`reconcile` — kopf's create/update/resume of an LLMService;
+* :meth:`reconcile` — kopf's create/update/resume of an LLMService; status is
+  then written once by the next health round (after the new backends' first probe),
+  not once here and again there;
 * :meth:`child_changed` — a watch event of a managed child (drift: deleted or edited);
-* :meth:`refresh` — the health loop saw something change (route, readiness, messages).
+* :meth:`refresh` — the health loop saw something change (route, readiness, messages);
+* :meth:`retry` — the health loop retries an apply the API refused (see :mod:`.retry`).
+
+A refused apply never propagates to kopf (which would record every retry in
+annotations on the LLMService): it becomes one status change and one Event per
+cause, and a retry with backoff kept in the record.
 """
 
 from __future__ import annotations
@@ -19,29 +27,36 @@ from collections.abc import Mapping
 from typing import Any
 
 from ballast import render
+from ballast.api import LLMService
 from ballast.controller import status as status_model
-from ballast.controller.apply import KINDS, Applier, in_sync, key_of
-from ballast.controller.children import Children, Owner, owner_of
-from ballast.controller.desired import Desired
+from ballast.controller.apply import Applier
+from ballast.controller.children import Child, ChildKey, Children, Owner, owner_of
+from ballast.controller.desired import desired_all, desired_one
 from ballast.controller.events import Events
 from ballast.controller.health import ServiceHealth, Transition
 from ballast.controller.kube import ApiError, KubeClient
 from ballast.controller.metrics import Metrics
+from ballast.controller.plan import Create, Delete, key_of, plan, plan_restore
+from ballast.controller.record import Failure, Records, ServiceRecord
+from ballast.controller.retry import Backoff
 from ballast.controller.services import LLMSERVICES, Entry, EntryIndex, entry_from, lookup
 from ballast.controller.settings import Settings
-from ballast.controller.statuswriter import StatusWriter
+from ballast.controller.statuswriter import StatusWriter, previous
 from ballast.naming import BACKEND_LABEL
 from ballast.routing import table_for
 
 Obj = dict[str, Any]
 logger = logging.getLogger("ballast.controller")
-#: Rendered services kept (a service's child events arrive together; memory matters at 1,000+).
-RENDER_CACHE = 64
 
 
 def fields(owner: Owner, **more: Any) -> dict[str, Any]:
     """Structured log fields (JSON log keys) naming an LLMService."""
     return {"namespace": owner[0], "service": owner[1], **more}
+
+
+def _reportable(error: ApiError) -> bool:
+    """Worth a status condition and an Event (not a lost answer or a race a retry fixes)."""
+    return error.status != 0 and not (error.status == 409 and error.reason != "NameConflict")
 
 
 class Controller:
@@ -52,93 +67,97 @@ class Controller:
         self.kube = kube
         self.events = events
         self.metrics = Metrics()
+        self.records = Records()
         self.children = Children()
-        self.applier = Applier(kube, self.children)
+        self.applier = Applier(kube)
         self.statuses = StatusWriter(kube)
+        self.backoff = Backoff(cap=settings.retry_max)
         self.services: EntryIndex | None = None
-        self.health: dict[Owner, ServiceHealth] = {}
-        #: owner -> (uid, generation) whose children were applied in this process.
-        self.applied: dict[Owner, tuple[str | None, int | None]] = {}
-        self._locks: dict[Owner, asyncio.Lock] = {}
-        #: owners whose children must be applied again (a restore failed).
-        self.dirty: set[Owner] = set()
-        self.rendered = Desired(RENDER_CACHE)
+        #: False while another replica leads: background writes and Events pause.
+        self.active = True
+        #: Set when the health loop has work now (a reconcile wants its status written).
+        self.kick = asyncio.Event()
 
-    @property
-    def active(self) -> bool:
-        """False while another replica holds the peering lead: background writes pause."""
-        return self.events.active
+    def record_of(self, entry: Entry) -> ServiceRecord:
+        """The record of this incarnation, its health following the entry's spec generation."""
+        record = self.records.of(entry.owner, entry.uid)
+        if entry.svc is not None:
+            if record.health is None:
+                record.health = ServiceHealth.start(entry.svc)
+                record.health.generation = entry.generation
+            elif record.health.generation != entry.generation:
+                record.health.sync(entry.svc, time.monotonic())
+                record.health.generation = entry.generation
+        return record
 
-    @active.setter
-    def active(self, value: bool) -> None:
-        self.events.active = value
-
-    def lock(self, owner: Owner) -> asyncio.Lock:
-        return self._locks.setdefault(owner, asyncio.Lock())
-
-    def health_of(self, entry: Entry) -> ServiceHealth:
-        """The health state of this incarnation of the service (new on uid change)."""
-        state = self.health.get(entry.owner)
-        if entry.svc is not None and (state is None or state.uid != entry.uid):
-            state = self.health[entry.owner] = ServiceHealth.start(entry.svc)
-            state.generation = entry.generation
-        elif state is not None and entry.svc is not None and state.generation != entry.generation:
-            state.sync(entry.svc, time.monotonic())
-            state.generation = entry.generation
-        return state or ServiceHealth(uid=entry.uid)
-
-    def known_owners(self) -> set[Owner]:
-        """Every LLMService this controller keeps any state for (rejected ones included)."""
-        return set(self.health) | set(self.applied) | set(self._locks) | self.statuses.owners()
+    def observed(self, record: ServiceRecord) -> dict[ChildKey, Child]:
+        """The children that exist, counting our own writes the watch has not shown yet."""
+        return record.overlay(self.children.of(record.owner, record.uid))
 
     def forget(self, owner: Owner) -> None:
         """Drop everything about an LLMService that is gone."""
-        self.health.pop(owner, None)
-        self.applied.pop(owner, None)
-        self._locks.pop(owner, None)
-        self.children.forget(owner)
-        self.statuses.forget(owner)
+        self.records.drop(owner)
         self.metrics.forget(*owner)
 
-    def desired(self, entry: Entry, route: Mapping[str, bool], cache: bool = True) -> list[Obj]:
-        return self.rendered.all(entry, route, cache)
+    def warn(self, entry: Entry, reason: str, message: str) -> None:
+        if self.active:
+            self.events.warn(entry, reason, message)
+
+    def info(self, entry: Entry, reason: str, message: str) -> None:
+        if self.active:
+            self.events.info(entry, reason, message)
 
     # -- kopf: create / update / resume ----------------------------------------
 
     async def reconcile(self, body: Mapping[str, Any], old: Mapping[str, Any] | None) -> None:
-        """Bring children and status in line with ``body``; API errors propagate (kopf retries)."""
+        """Bring children in line with ``body``; a refused apply is recorded, never raised."""
         entry = entry_from(body)
         if entry is None:
             return
+        record = self.record_of(entry)
         started = time.monotonic()
         result = "error"
         try:
-            async with self.lock(entry.owner):
-                result = await self._reconcile(entry, old)
-        except ApiError as e:
-            self.metrics.reconcile_errors.inc()
-            await self._report_failure(entry, e)
-            raise
+            async with record.lock:
+                result = await self._reconcile(record, entry, old)
         finally:
             self.metrics.reconciles.labels(result).inc()
             self.metrics.reconcile_duration.observe(time.monotonic() - started)
 
-    async def _reconcile(self, entry: Entry, old: Mapping[str, Any] | None) -> str:
+    async def _reconcile(
+        self, record: ServiceRecord, entry: Entry, old: Mapping[str, Any] | None
+    ) -> str:
         if entry.error is not None:
-            previous = self.statuses.previous(entry)
             status = status_model.rejected(
-                entry.error, entry.generation, self.settings.gateway_endpoint, previous
+                entry.error,
+                entry.generation,
+                self.settings.gateway_endpoint,
+                previous(record, entry),
             )
-            if await self.statuses.write(entry, status):
-                self.events.warn(entry, "SpecRejected", status.conditions[0].message)
+            if await self.statuses.write(record, entry, status):
+                self.warn(entry, "SpecRejected", status.conditions[0].message)
             return "invalid"
-        state = self.health_of(entry)
-        desired = self.desired(entry, state.route())
-        before: list[Obj] | None = None
         old_entry = entry_from(old) if old else None
-        if old_entry is not None and old_entry.svc is not None:
-            before = self.desired(old_entry, state.route(), cache=False)  # same generation key
-        applied = await self.applier.apply(entry.owner, entry.uid, desired, before)
+        if old_entry is not None and old_entry.svc is not None and record.health is not None:
+            record.previous = desired_all(old_entry.svc, record.health.route())
+        return "success" if await self._apply(record, entry) else "error"
+
+    async def _apply(self, record: ServiceRecord, entry: Entry) -> bool:
+        """Apply every child of ``entry``; False (and the failure recorded) when refused."""
+        svc, health = entry.svc, record.health
+        if svc is None or health is None:
+            return True
+        actions = plan(
+            desired_all(svc, health.route()),
+            self.observed(record),
+            entry.uid,
+            record.previous,
+        )
+        try:
+            applied = await self.applier.execute(record, actions)
+        except ApiError as e:
+            await self._failed(record, entry, svc, e)
+            return False
         if applied.changed:
             logger.info(
                 "applied %s/%s: created=%s patched=%s deleted=%s",
@@ -148,44 +167,65 @@ class Controller:
                 applied.deleted,
                 extra=fields(entry.owner, generation=entry.generation),
             )
-        self.applied[entry.owner] = (entry.uid, entry.generation)
-        await self._write_status(entry, state)
-        return "success"
+        if record.failure is not None:
+            logger.info("%s/%s applied after %d failures", *entry.owner, record.failure.attempts)
+            self.backoff.succeeded(record.failure.cause)
+            record.failure = None
+        record.applied, record.previous = entry.generation, None
+        record.status_due = True
+        self.kick.set()
+        return True
 
-    async def _report_failure(self, entry: Entry, error: ApiError) -> None:
-        """Say in status why children could not be applied (RBAC, quota, admission...)."""
-        race = error.status == 409 and error.reason != "NameConflict"
-        if entry.svc is None or error.status == 0 or race:
-            return  # no answer or a race: the retry will most likely succeed
+    async def _failed(
+        self, record: ServiceRecord, entry: Entry, svc: LLMService, error: ApiError
+    ) -> None:
+        """Record a refused apply: backoff in memory, one status change and Event per cause."""
+        self.metrics.reconcile_errors.inc()
+        cause = f"{entry.namespace} {error.status} {error.reason}"
+        failure = record.failure
+        if failure is None or failure.cause != cause:
+            failure = record.failure = Failure(cause, error.message, error.status)
+        else:
+            failure.attempts += 1
+        failure.next_at = self.backoff.failed(cause, time.monotonic())
+        logger.warning(
+            "applying %s/%s failed (attempt %d, next in %.0f s): %s",
+            *entry.owner,
+            failure.attempts,
+            max(0.0, failure.next_at - time.monotonic()),
+            error,
+            extra=fields(entry.owner, reason=error.reason, status=error.status),
+        )
+        if failure.reported or not _reportable(error) or record.health is None:
+            return
+        failure.reported = True
         status = status_model.apply_failed(
             status_model.observed(
-                entry.svc,
-                self.health_of(entry),
+                svc,
+                record.health,
                 entry.generation,
                 self.settings.gateway_endpoint,
-                self.statuses.previous(entry),
+                previous(record, entry),
             ),
             f"{error.status} {error.reason}: {error.message}",
         )
         try:
-            if await self.statuses.write(entry, status):
-                self.events.warn(entry, "ApplyFailed", error.message)
+            if await self.statuses.write(record, entry, status):
+                self.warn(entry, "ApplyFailed", f"{error.message} (retrying with backoff)")
         except ApiError as e:
             logger.warning("cannot report the failure of %s/%s: %s", *entry.owner, e)
 
-    async def _write_status(self, entry: Entry, state: ServiceHealth) -> None:
-        if entry.svc is None:
+    async def retry(self, record: ServiceRecord) -> None:
+        """Apply a failing service again (the health loop calls this when its gate opens)."""
+        entry = lookup(self.services, record.owner)
+        if entry is None or entry.uid != record.uid or entry.svc is None:
+            if record.failure is not None:
+                self.backoff.succeeded(record.failure.cause)
+            record.failure = None  # gone or rejected: nothing to retry
             return
-        status = status_model.observed(
-            entry.svc,
-            state,
-            entry.generation,
-            self.settings.gateway_endpoint,
-            self.statuses.previous(entry),
-        )
-        await self.statuses.write(entry, status)
-        healthy = sum(h.healthy for h in state.backends.values())
-        self.metrics.set_backends(entry.namespace, entry.name, healthy, healthy)
+        self.record_of(entry)
+        async with record.lock:
+            await self._apply(record, entry)
 
     # -- kopf: events of managed children (drift) --------------------------------
 
@@ -194,51 +234,32 @@ class Controller:
     ) -> None:
         """Put a child back when it was deleted or edited by hand; delete one no longer desired."""
         found = owner_of(body)
-        if (
-            found is None
-            or kind not in KINDS
-            or (body.get("metadata") or {}).get("deletionTimestamp")
-        ):
+        meta = body.get("metadata") or {}
+        if found is None or meta.get("deletionTimestamp"):
             return
         owner, uid = found
+        record = self.records.get(owner)
+        if record is None or record.uid != uid:
+            return  # not reconciled in this process yet (the reconcile applies everything)
         if kind == "Deployment":
-            self._nudge(owner, body)
-        rv = (body.get("metadata") or {}).get("resourceVersion")
-        if event_type != "DELETED" and self.children.echo(
-            owner, kind, str(body["metadata"]["name"]), rv
-        ):
+            self._nudge(record, body)
+        key = (kind, str(meta["name"]))
+        if event_type != "DELETED" and record.echo(key, meta.get("resourceVersion")):
             return  # the operator's own write coming back
         entry = lookup(self.services, owner)
         if entry is None or entry.svc is None or entry.uid != uid:
             return  # owner gone (garbage collection's job) or rejected: leave it
-        if self.applied.get(owner) != (entry.uid, entry.generation):
-            return  # a reconcile of this generation is pending and will apply everything
-        try:
-            async with self.lock(owner):
-                await self._restore(entry, kind, event_type, body)
-        except ApiError as e:
-            logger.warning(
-                "restoring %s of %s/%s failed, the health loop retries: %s",
-                kind,
-                *owner,
-                e,
-                extra=fields(owner, kind=kind),
-            )
-            self.dirty.add(owner)
+        if not record.applied_for(entry.generation):
+            return  # a reconcile or retry of this generation is pending and applies everything
+        async with record.lock:
+            try:
+                await self._restore(record, entry, entry.svc, key, event_type, body)
+            except ApiError as e:
+                await self._failed(record, entry, entry.svc, e)
 
-    async def resync(self, entry: Entry) -> None:
-        """Apply the whole desired state again (after a failed restore)."""
-        if entry.svc is None or self.applied.get(entry.owner) != (entry.uid, entry.generation):
-            return
-        if not await self._owner_exists(entry):
-            return
-        async with self.lock(entry.owner):
-            desired = self.desired(entry, self.health_of(entry).route())
-            await self.applier.apply(entry.owner, entry.uid, desired)
-
-    def _nudge(self, owner: Owner, body: Mapping[str, Any]) -> None:
+    def _nudge(self, record: ServiceRecord, body: Mapping[str, Any]) -> None:
         """Probe a backend at once when its Deployment's ready count changed (not a period later)."""
-        state = self.health.get(owner)
+        state = record.health
         backend = ((body.get("metadata") or {}).get("labels") or {}).get(BACKEND_LABEL)
         health = state.backends.get(str(backend)) if state is not None else None
         ready = int((body.get("status") or {}).get("readyReplicas") or 0)
@@ -246,33 +267,29 @@ class Controller:
             state.due[str(backend)] = 0.0
 
     async def _restore(
-        self, entry: Entry, kind: str, event_type: str | None, body: Mapping[str, Any]
+        self,
+        record: ServiceRecord,
+        entry: Entry,
+        svc: LLMService,
+        key: ChildKey,
+        event_type: str | None,
+        body: Mapping[str, Any],
     ) -> None:
-        name = str(body["metadata"]["name"])
-        want = self.rendered.one(entry, kind, name, self.health_of(entry).route())
-        if want is None:
-            if event_type != "DELETED" and await self.applier.remove(entry.owner, kind, name):
-                logger.info(
-                    "deleted %s %s/%s: no longer desired",
-                    kind,
-                    entry.namespace,
-                    name,
-                    extra=fields(entry.owner, kind=kind, child=name),
-                )
+        route = record.health.route() if record.health else {}
+        want = desired_one(svc, key[0], key[1], route)
+        action = plan_restore(key, want, None if event_type == "DELETED" else body)
+        if action is None:
             return
-        if event_type == "DELETED":
-            if not await self._owner_exists(entry):
-                return
-            outcome = await self.applier.restore(entry.owner, want, None)
-            how = "was deleted"
-        elif in_sync(body, want):
+        if isinstance(action, Create) and not await self._owner_exists(entry):
             return
-        else:
-            outcome = await self.applier.restore(entry.owner, want, body)
-            how = "was edited"
-        if outcome != "unchanged":
-            self.metrics.children_restored.labels(kind).inc()
-            self.events.info(entry, "ChildRestored", f"{kind} {name} {how} and has been restored")
+        outcome = await self.applier.perform(record, action)
+        name = "/".join(key)
+        if isinstance(action, Delete):
+            logger.info("deleted %s: no longer desired", name, extra=fields(entry.owner))
+        elif outcome != "unchanged":
+            how = "was deleted" if event_type == "DELETED" else "was edited"
+            self.metrics.children_restored.labels(key[0]).inc()
+            self.info(entry, "ChildRestored", f"{key[0]} {key[1]} {how} and has been restored")
 
     async def _owner_exists(self, entry: Entry) -> bool:
         """The LLMService itself still exists (its deletion also deletes children: not drift)."""
@@ -286,31 +303,46 @@ class Controller:
 
     def _report(self, entry: Entry, t: Transition) -> None:
         if t.direction is None:
-            self.events.warn(entry, t.reason, f"backend {t.backend}: {t.message}")
+            self.warn(entry, t.reason, f"backend {t.backend}: {t.message}")
             return
         if t.first:
             return  # a backend coming up for the first time is not a failover
         self.metrics.failover_transitions.labels(t.direction).inc()
         if t.direction == "out":
-            self.events.warn(
-                entry, "BackendLeftRoute", f"backend {t.backend} left the route: {t.message}"
-            )
+            self.warn(entry, "BackendLeftRoute", f"backend {t.backend} left the route: {t.message}")
         else:
-            self.events.info(entry, "BackendEnteredRoute", f"backend {t.backend} is in the route")
+            self.info(entry, "BackendEnteredRoute", f"backend {t.backend} is in the route")
 
-    async def refresh(self, entry: Entry, transitions: list[Transition]) -> None:
-        """Rewrite the routing ConfigMap and status after health changed (only what differs)."""
-        if entry.svc is None or self.applied.get(entry.owner) != (entry.uid, entry.generation):
-            return  # not reconciled yet: the reconcile will render the current route
-        state = self.health_of(entry)
+    async def refresh(self, entry: Entry, transitions: list[Transition]) -> bool:
+        """Rewrite the routing ConfigMap and status after health changed (only what differs).
+
+        False when the service is not in a state to refresh (not applied yet, failing, gone).
+        """
+        record = self.records.get(entry.owner)
+        svc = entry.svc
+        if svc is None or record is None or record.health is None:
+            return False
+        if record.uid != entry.uid or not record.applied_for(entry.generation):
+            return False  # the reconcile or retry of this generation renders the current route
         for t in transitions:
             self._report(entry, t)
-        async with self.lock(entry.owner):
-            routes = render.routes_configmap(entry.svc, table_for(entry.svc, state.route()))
-            have = self.children.of(entry.owner, entry.uid).get(key_of(routes))
-            if have is None and not await self._owner_exists(entry):
-                return  # deleted (our index lags): its children are the garbage collector's
-            await self.applier.ensure(
-                entry.owner, routes, exists=have is not None, live_hash=have.hash if have else None
+        state = record.health
+        async with record.lock:
+            routes = render.routes_configmap(svc, table_for(svc, state.route()))
+            observed = {k: c for k, c in self.observed(record).items() if k == key_of(routes)}
+            if not observed and not await self._owner_exists(entry):
+                return True  # deleted (our index lags): its children are the garbage collector's
+            await self.applier.execute(record, plan([routes], observed, entry.uid))
+            status = status_model.observed(
+                svc,
+                state,
+                entry.generation,
+                self.settings.gateway_endpoint,
+                previous(record, entry),
             )
-            await self._write_status(entry, state)
+            await self.statuses.write(record, entry, status)
+            record.status_due = False
+        healthy = sum(h.healthy for h in state.backends.values())
+        routed = sum(b.in_route for b in status.backends)
+        self.metrics.set_backends(entry.namespace, entry.name, healthy, routed)
+        return True

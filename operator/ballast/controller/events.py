@@ -4,8 +4,8 @@ The operator posts its own events (backend left/entered the route, spec rejected
 child restored) rather than through kopf, whose poster is reachable only from
 inside kopf handlers, not from the health loop. kopf's own informational events
 are filtered out by ``settings.posting.level`` (WARNING). Posting never blocks
-the caller; a failed post is logged and dropped. While :attr:`Events.active` is
-False (another replica holds the peering lead) nothing is posted.
+the caller; a failed post is logged and dropped. Whether this replica may post at
+all (it leads) is the controller's decision, not this module's.
 """
 
 from __future__ import annotations
@@ -52,7 +52,6 @@ class Events:
     def __init__(self, kube: KubeClient | None = None, instance: str = "ballast") -> None:
         self.kube = kube
         self.instance = instance
-        self.active = True
         self.posted: list[dict[str, Any]] = []
         self._pending: set[asyncio.Task[None]] = set()
 
@@ -63,7 +62,7 @@ class Events:
         self._send(entry, "Warning", reason, message)
 
     def _send(self, entry: Entry, type_: str, reason: str, message: str) -> None:
-        if not self.active or not entry.uid:
+        if not entry.uid:
             return
         body = event_body(entry, type_, reason, message, self.instance)
         if self.kube is None:

@@ -1,9 +1,10 @@
 """The kopf handlers, registered on a registry for one :class:`~.app.App` (no global registry).
 
 Handlers are thin: they pass kopf's body to the controller and return ``None``,
-so kopf stores nothing under ``status``. API errors become ``kopf.TemporaryError``
-(retried with backoff); a rejected spec is not an error (status says why, and the
-next edit is handled as usual), so it never turns into a retry storm.
+so kopf stores nothing under ``status``. They do not raise for an apply the API
+refuses: the controller records it and retries with its own backoff (kopf would
+write two progress annotations on the LLMService per retry). A rejected spec is
+not an error either (status says why, and the next edit is handled as usual).
 """
 
 from __future__ import annotations
@@ -15,17 +16,12 @@ import kopf
 from ballast.api import GROUP, PLURAL, VERSION
 from ballast.controller.app import MANAGED_BY_LABEL, App
 from ballast.controller.children import child_of
-from ballast.controller.kube import ApiError
 from ballast.controller.services import entry_of
 from ballast.naming import MANAGED_BY
 from ballast.permissions import MANAGED_KINDS, ManagedKind
 
 MANAGED = {MANAGED_BY_LABEL: MANAGED_BY}
 LLMS = (GROUP, VERSION, PLURAL)
-
-
-def _retry(error: ApiError, retry: int) -> kopf.TemporaryError:
-    return kopf.TemporaryError(str(error), delay=min(60.0, 2.0 ** min(retry, 6)))
 
 
 def register(registry: kopf.OperatorRegistry, app: App) -> None:
@@ -51,19 +47,13 @@ def register(registry: kopf.OperatorRegistry, app: App) -> None:
 
     @kopf.on.resume(*LLMS, id="reconcile", registry=registry, errors=temporary, backoff=5)
     @kopf.on.create(*LLMS, id="reconcile", registry=registry, errors=temporary, backoff=5)
-    async def reconcile(body: kopf.Body, retry: int, **_: Any) -> None:
-        try:
-            await app.controller.reconcile(body, None)
-        except ApiError as e:
-            raise _retry(e, retry) from e
+    async def reconcile(body: kopf.Body, **_: Any) -> None:
+        await app.controller.reconcile(body, None)
 
     @kopf.on.update(*LLMS, id="reconcile", registry=registry, errors=temporary, backoff=5)
-    async def update(body: kopf.Body, old: Any, retry: int, **_: Any) -> None:
+    async def update(body: kopf.Body, old: Any, **_: Any) -> None:
         previous = {"metadata": dict(body["metadata"]), "spec": (old or {}).get("spec")}
-        try:
-            await app.controller.reconcile(body, previous if previous["spec"] else None)
-        except ApiError as e:
-            raise _retry(e, retry) from e
+        await app.controller.reconcile(body, previous if previous["spec"] else None)
 
     for kind in MANAGED_KINDS:
         _register_child(registry, app, kind)

@@ -12,7 +12,9 @@ counts. A steady state therefore makes no API request at all.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,7 +30,7 @@ from ballast.controller.health import (
 )
 from ballast.controller.kube import ApiError
 from ballast.controller.probes import Prober, ProbeResult
-from ballast.controller.services import Entry, all_entries, lookup
+from ballast.controller.services import Entry, all_entries
 from ballast.naming import backend_name
 
 logger = logging.getLogger("ballast.health")
@@ -64,54 +66,67 @@ class Monitor:
 
     async def run(self) -> None:
         """Tick forever; a failing tick is logged (with its traceback) and the loop goes on."""
+        kick = self.controller.kick
         while True:
             try:
                 delay = await self.tick()
             except Exception:  # a bug in one tick must not stop health checking for everyone
                 logger.exception("health tick failed")
                 delay = MAX_SLEEP
-            await asyncio.sleep(delay)
+            await asyncio.sleep(MIN_SLEEP)  # batch what became due meanwhile into one round
+            if not kick.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(kick.wait(), max(0.0, delay - MIN_SLEEP))
+            kick.clear()
 
-    def _due(self, now: float) -> list[Due]:
-        due = []
+    def _due(self, now: float) -> tuple[list[Entry], list[Due]]:
+        """Every valid service (and forgetting those gone), and the backends due a probe."""
         entries = all_entries(self.controller.services)
         present = {e.owner for e in entries}
-        for owner in self.controller.known_owners() - present:
+        for owner in self.controller.records.owners() - present:
             self.controller.forget(owner)
+        valid, due = [], []
         for entry in entries:
             svc = entry.svc
             if svc is None:
                 continue
-            state = self.controller.health_of(entry)
+            valid.append(entry)
+            record = self.controller.record_of(entry)
+            state = record.health
+            if state is None:
+                continue
             backends = [b for b in svc.spec.backends if state.due.get(b.name, 0.0) <= now]
             if not backends:
                 continue
-            children = self.controller.children.of(entry.owner, entry.uid)
+            children = self.controller.observed(record)
             for b in backends:
                 state.due[b.name] = now + period(b)
                 dep = children.get(("Deployment", backend_name(svc.name, b.name)))
                 due.append(Due(entry, svc, state, b, dep))
-        return due
+        return valid, due
 
     async def tick(self) -> float:
         """One round; returns how long to sleep until the next probe is due."""
-        due = self._due(self._clock())
+        entries, due = self._due(self._clock())
         results = await asyncio.gather(*(self._observe(d) for d in due))
-        changed: dict[tuple[str, str], tuple[Entry, list[Transition]]] = {}
+        transitions: dict[tuple[str, str], list[Transition]] = {}
         for d, result in zip(due, results, strict=True):
             health = d.state.backends.get(d.backend.name)
             if health is None:
                 continue
             transition = self._count(d, health, result)
-            _, transitions = changed.setdefault(d.entry.owner, (d.entry, []))
             if transition is not None:
-                transitions.append(transition)
-        await self._resync()
-        for owner, (entry, transitions) in changed.items():
-            state = self.controller.health.get(owner)
-            if state is None or not (transitions or state.signature() != state.shown):
+                transitions.setdefault(d.entry.owner, []).append(transition)
+        await self._retry()
+        for entry in entries:
+            record = self.controller.records.get(entry.owner)
+            state = record.health if record is not None else None
+            if record is None or state is None:
                 continue
-            if await self._refresh(entry, transitions):
+            moved = transitions.get(entry.owner, [])
+            if not (moved or record.status_due or state.signature() != state.shown):
+                continue
+            if await self._refresh(entry, moved):
                 state.shown = state.signature()
         return self._sleep()
 
@@ -150,7 +165,7 @@ class Monitor:
         if not self.controller.active:
             return False
         try:
-            await self.controller.refresh(entry, transitions)
+            return await self.controller.refresh(entry, transitions)
         except ApiError as e:
             logger.warning(
                 "refreshing %s/%s failed, will retry: %s",
@@ -159,23 +174,18 @@ class Monitor:
                 extra=fields(entry.owner),
             )
             return False
-        return True
 
-    async def _resync(self) -> None:
-        for owner in sorted(self.controller.dirty):
-            entry = lookup(self.controller.services, owner)
-            self.controller.dirty.discard(owner)
-            if entry is None or not self.controller.active:
-                continue
-            try:
-                await self.controller.resync(entry)
-            except ApiError as e:
-                logger.warning("re-applying %s/%s failed, will retry: %s", *owner, e)
-                self.controller.dirty.add(owner)
+    async def _retry(self) -> None:
+        """Retry the failing applies whose backoff has run out (see :mod:`.retry`)."""
+        if not self.controller.active:
+            return
+        now = time.monotonic()
+        for record in self.controller.backoff.due(self.controller.records, now):
+            await self.controller.retry(record)
 
     def _sleep(self) -> float:
         now = self._clock()
-        nexts = [t for s in self.controller.health.values() for t in s.due.values()]
+        nexts = [t for r in self.controller.records if r.health for t in r.health.due.values()]
         if not nexts:
             return MAX_SLEEP
         return min(MAX_SLEEP, max(MIN_SLEEP, min(nexts) - now))

@@ -56,6 +56,8 @@ class Settings:
     secret_retry: float = 15.0
     #: Per-backend probe base URLs, see the module docstring.
     probe_url_override: Mapping[str, str] = field(default_factory=dict)
+    #: Longest wait (seconds) between retries of an apply the API refuses.
+    retry_max: float = 300.0
     #: Seconds a watch request stays open before the server closes it (kopf reconnects).
     watch_timeout: int = 300
     log_format: str = "json"
@@ -149,6 +151,7 @@ def from_flags(
         probe_concurrency=max(1, int(_number("--probe-concurrency", concurrency, 64))),
         probe_timeout=_number("BALLAST_PROBE_TIMEOUT", env.get("BALLAST_PROBE_TIMEOUT"), 10.0),
         secret_retry=_number("BALLAST_SECRET_RETRY", env.get("BALLAST_SECRET_RETRY"), 15.0),
+        retry_max=_number("BALLAST_RETRY_MAX_SECONDS", env.get("BALLAST_RETRY_MAX_SECONDS"), 300.0),
         probe_url_override=parse_override(env.get("BALLAST_PROBE_URL_OVERRIDE")),
         watch_timeout=int(_number("BALLAST_WATCH_TIMEOUT", env.get("BALLAST_WATCH_TIMEOUT"), 300)),
         log_format=fmt,

@@ -3,14 +3,18 @@
 Pure: :func:`observed` and :func:`rejected` build a :class:`~ballast.api.LLMServiceStatus`
 from what the operator knows; the caller writes it only when its JSON differs.
 
-* Ready: every backend is in the route.
-* Available: at least one backend is in the route (the gateway can serve).
+* Ready: every backend is healthy and in the route.
+* Available: at least one backend is healthy (the gateway can serve).
 * Progressing: backends are still starting (no ready replica, never healthy yet).
 * Degraded: a backend that is not starting is out of the route (probe failing,
   pods gone, Secret missing).
 
 Phase: Failed (spec rejected), Ready, Degraded (something failing), Progressing
 (only starting). ``lastTransitionTime`` moves only when a condition's status does.
+
+``backends[].inRoute`` and ``backendsInRoute`` say where the gateway sends requests
+(:meth:`~ballast.routing.RoutingTable.eligible`): the healthy backends, or, when none
+is healthy, every backend under ``whenAllUnhealthy: tryAll`` and none under ``reject``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from dataclasses import dataclass
 
 from ballast.api import BackendStatus, Condition, LLMService, LLMServiceStatus, Phase, SpecError
 from ballast.controller.health import BackendHealth, ServiceHealth
+from ballast.routing import table_for
 
 SECRET_REASONS = frozenset({"SecretNotFound", "SecretUnreadable"})
 
@@ -64,7 +69,7 @@ class _Split:
     """Backends sorted by what status says about them."""
 
     total: int
-    in_route: list[str]
+    healthy: list[str]
     starting: list[tuple[str, BackendHealth]]
     failing: list[tuple[str, BackendHealth]]
 
@@ -85,7 +90,7 @@ def _split(svc: LLMService, health: ServiceHealth) -> _Split:
 
 
 def _phase(split: _Split) -> tuple[Phase, str]:
-    if len(split.in_route) == split.total:
+    if len(split.healthy) == split.total:
         return Phase.READY, "AllBackendsInRoute"
     if split.failing:
         return Phase.DEGRADED, split.problem
@@ -94,11 +99,11 @@ def _phase(split: _Split) -> tuple[Phase, str]:
 
 def _conditions(split: _Split, policy: str, generation: int | None) -> list[Condition]:
     phase, ready_reason = _phase(split)
-    routed = len(split.in_route)
+    healthy = len(split.healthy)
     available = (
-        f"{routed}/{split.total} backends in route"
-        if routed
-        else f"no backend is in the route; the gateway applies whenAllUnhealthy={policy}"
+        f"{healthy}/{split.total} backends in route"
+        if healthy
+        else f"no backend is healthy; the gateway applies whenAllUnhealthy={policy}"
     )
     starting, failing = bool(split.starting), bool(split.failing)
     return [
@@ -111,8 +116,8 @@ def _conditions(split: _Split, policy: str, generation: int | None) -> list[Cond
         ),
         _condition(
             "Available",
-            bool(routed),
-            "BackendsInRoute" if routed else "NoBackendInRoute",
+            bool(healthy),
+            "BackendsInRoute" if healthy else "NoBackendInRoute",
             available,
             generation,
         ),
@@ -144,6 +149,7 @@ def observed(
     """Status of a valid LLMService whose children of ``generation`` are applied."""
     split = _split(svc, health)
     conditions = _conditions(split, svc.spec.fallback.when_all_unhealthy.value, generation)
+    routed = {b.name for b in table_for(svc, health.route()).eligible()}
     backends = []
     for b in svc.spec.backends:
         h = health.backends.get(b.name) or BackendHealth()
@@ -154,7 +160,7 @@ def observed(
                 replicas=h.replicas,
                 ready_replicas=h.ready_replicas,
                 healthy=h.healthy,
-                in_route=h.healthy,
+                in_route=b.name in routed,
                 message="" if h.healthy else (h.message or h.reason),
             )
         )
@@ -163,7 +169,7 @@ def observed(
         phase=_phase(split)[0],
         served_model_name=svc.served_model_name,
         endpoint=endpoint,
-        backends_in_route=f"{len(split.in_route)}/{split.total}",
+        backends_in_route=f"{len(routed)}/{split.total}",
         conditions=_keep_times(conditions, previous, now or now_rfc3339()),
         backends=backends,
     )

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from itertools import groupby
 from typing import Protocol
 
-from ballast.api import WhenAllUnhealthy
 from ballast.routing import RouteBackend, RoutingTable
 
 
@@ -26,13 +25,8 @@ class BreakerView(Protocol):
 
 
 def eligible(table: RoutingTable) -> list[RouteBackend]:
-    """Backends a request may use before breakers are consulted."""
-    healthy = [] if table.all_unhealthy else [b for b in table.backends if b.in_route]
-    if healthy:
-        return healthy
-    if table.fallback.when_all_unhealthy is WhenAllUnhealthy.REJECT:
-        return []
-    return list(table.backends)
+    """Backends a request may use before breakers are consulted (:meth:`RoutingTable.eligible`)."""
+    return table.eligible()
 
 
 def tiers(backends: Sequence[RouteBackend]) -> tuple[tuple[RouteBackend, ...], ...]:

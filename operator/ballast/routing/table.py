@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from ballast.api import CircuitBreaker, Engine, Fallback, LLMService
+from ballast.api import CircuitBreaker, Engine, Fallback, LLMService, WhenAllUnhealthy
 from ballast.engines import info
 from ballast.naming import backend_name
 
@@ -116,6 +116,19 @@ class RoutingTable(RouteModel):
     #: True when no backend is in the route; the gateway then applies fallback.whenAllUnhealthy.
     all_unhealthy: bool = False
     backends: list[RouteBackend] = Field(min_length=1)
+
+    def eligible(self) -> list[RouteBackend]:
+        """Backends the gateway may send a request to, before circuit breakers are consulted.
+
+        Those in the route; when none is, every backend under ``whenAllUnhealthy: tryAll``
+        and none under ``reject``. This is what "in the route" means in status and metrics.
+        """
+        healthy = [] if self.all_unhealthy else [b for b in self.backends if b.in_route]
+        if healthy:
+            return healthy
+        if self.fallback.when_all_unhealthy is WhenAllUnhealthy.REJECT:
+            return []
+        return list(self.backends)
 
     def dumps(self) -> str:
         """Canonical JSON (sorted keys): equal tables give equal bytes."""

@@ -1,0 +1,121 @@
+"""Deciding what to write, apart from writing it: pure functions from desired and observed state.
+
+:func:`plan` compares the children an LLMService should have (rendered) with the
+children that exist (kopf's indices, corrected by our own recent writes) and
+returns the writes that would make them equal: :class:`Create` what is missing,
+:class:`Patch` what carries a different ``ballast.dev/applied-hash``,
+:class:`Delete` what is no longer desired, and :class:`Conflict` for a desired
+name held by an object another LLMService (or another incarnation of this one)
+controls, which is never touched. An empty plan means nothing to write: that is
+how "a reconcile with nothing to change makes no request" is tested.
+
+:func:`plan_restore` is the same decision for one child seen in a watch event,
+where the live object is at hand and hand edits that kept the annotation are
+caught too. :mod:`.apply` executes plans; nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ballast.controller.children import Child, ChildKey
+from ballast.controller.patches import contains, patch_for
+from ballast.render import APPLIED_HASH_ANNOTATION
+
+Obj = dict[str, Any]
+
+
+def key_of(obj: Mapping[str, Any]) -> ChildKey:
+    return (str(obj["kind"]), str(obj["metadata"]["name"]))
+
+
+def hash_of(obj: Mapping[str, Any]) -> str | None:
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    value = annotations.get(APPLIED_HASH_ANNOTATION)
+    return str(value) if value is not None else None
+
+
+def in_sync(live: Mapping[str, Any], want: Obj) -> bool:
+    """The live object carries the wanted hash and every wanted field."""
+    return hash_of(live) == hash_of(want) and contains(live, want)
+
+
+@dataclass(frozen=True)
+class Create:
+    obj: Obj
+
+    @property
+    def key(self) -> ChildKey:
+        return key_of(self.obj)
+
+
+@dataclass(frozen=True)
+class Patch:
+    """A JSON merge patch of the fields the operator owns (``body``), towards ``obj``."""
+
+    obj: Obj
+    body: Obj
+
+    @property
+    def key(self) -> ChildKey:
+        return key_of(self.obj)
+
+
+@dataclass(frozen=True)
+class Delete:
+    key: ChildKey
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """A desired name taken by an object controlled by another owner (uid ``holder``)."""
+
+    key: ChildKey
+    holder: str
+
+
+Action = Create | Patch | Delete | Conflict
+
+
+def plan(
+    desired: Sequence[Obj],
+    observed: Mapping[ChildKey, Child],
+    uid: str | None,
+    previous: Sequence[Obj] | None = None,
+) -> list[Action]:
+    """The writes that make ``observed`` equal ``desired`` for the owner incarnation ``uid``.
+
+    ``previous`` is what was desired before (a spec update): fields it set that
+    ``desired`` no longer sets are nulled by the patch (see :func:`.patches.patch_for`).
+    Children of other incarnations are neither patched nor deleted.
+    """
+    before = {key_of(o): o for o in previous or ()}
+    actions: list[Action] = []
+    for obj in desired:
+        key = key_of(obj)
+        have = observed.get(key)
+        if have is None:
+            actions.append(Create(obj))
+        elif uid is not None and have.owner_uid != uid:
+            actions.append(Conflict(key, have.owner_uid))
+        elif have.hash != hash_of(obj):
+            actions.append(Patch(obj, patch_for(obj, before.get(key))))
+    wanted = {key_of(o) for o in desired}
+    for key in sorted(observed):
+        child = observed[key]
+        if key not in wanted and (uid is None or child.owner_uid == uid):
+            actions.append(Delete(key))
+    return actions
+
+
+def plan_restore(key: ChildKey, want: Obj | None, live: Mapping[str, Any] | None) -> Action | None:
+    """The write that puts one child back (``live`` None: it was deleted), if any."""
+    if want is None:
+        return None if live is None else Delete(key)
+    if live is None:
+        return Create(want)
+    if in_sync(live, want):
+        return None
+    return Patch(want, patch_for(want))

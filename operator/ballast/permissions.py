@@ -78,8 +78,10 @@ OPERATOR: tuple[Permission, ...] = (
     ),
 )
 
-#: The gateway (``ballast gateway``): routing ConfigMaps, and single Secrets its routes name.
+#: The gateway (``ballast gateway``): routing ConfigMaps, single Secrets its routes name, and
+#: the EndpointSlices of the backends' Services (to pick a pod per request).
 GATEWAY: tuple[Permission, ...] = (
     Permission("", ("configmaps",), ("get", "list", "watch")),
     Permission("", ("secrets",), ("get",)),
+    Permission("discovery.k8s.io", ("endpointslices",), ("get", "list", "watch")),
 )

@@ -224,6 +224,38 @@ def _invalid() -> list[Case]:
         Case("replicas-negative", llmservice_obj(vllm(replicas=-1)), f"{b0}.replicas"),
         Case("env-without-name", llmservice_obj(vllm(env=[{"value": "1"}])), f"{b0}.env[0].name"),
         Case("args-not-a-list", llmservice_obj(vllm(args="--x")), f"{b0}.args"),
+        Case(
+            "session-header-without-header",
+            llmservice_obj(loadBalancing={"strategy": "sessionHeader"}),
+            "spec.loadBalancing.header",
+        ),
+        Case(
+            "header-with-least-loaded",
+            llmservice_obj(loadBalancing={"header": "X-Session-Id"}),
+            "spec.loadBalancing.header",
+        ),
+        Case(
+            "prefix-chars-with-session-header",
+            llmservice_obj(
+                loadBalancing={"strategy": "sessionHeader", "header": "X-S", "prefixChars": 64}
+            ),
+            "spec.loadBalancing.prefixChars",
+        ),
+        Case(
+            "load-factor-with-least-loaded",
+            llmservice_obj(loadBalancing={"loadFactor": 1.5}),
+            "spec.loadBalancing.loadFactor",
+        ),
+        Case(
+            "load-factor-below-one",
+            llmservice_obj(loadBalancing={"strategy": "prefixHash", "loadFactor": 0.5}),
+            "spec.loadBalancing.loadFactor",
+        ),
+        Case(
+            "unknown-strategy",
+            llmservice_obj(loadBalancing={"strategy": "roundRobin"}),
+            "spec.loadBalancing.strategy",
+        ),
     ]
 
 
@@ -281,6 +313,23 @@ def _valid() -> list[Case]:
             ),
         ),
         Case("sixteen-backends", llmservice_obj(*[vllm(f"b{i}") for i in range(16)])),
+        Case("least-loaded", llmservice_obj(loadBalancing={"strategy": "leastLoaded"})),
+        Case(
+            "prefix-hash",
+            llmservice_obj(
+                loadBalancing={"strategy": "prefixHash", "prefixChars": 512, "loadFactor": 1.5}
+            ),
+        ),
+        Case(
+            "session-header",
+            llmservice_obj(
+                loadBalancing={
+                    "strategy": "sessionHeader",
+                    "header": "X-Session-Id",
+                    "loadFactor": 2,
+                }
+            ),
+        ),
     ]
 
 

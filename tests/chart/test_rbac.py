@@ -100,12 +100,17 @@ def test_watch_namespaces_grants_the_table_only_there(
     assert not {r for _, r, _ in cluster} & {"secrets", "configmaps", "llmservices", "deployments"}
 
 
-def test_gateway_reads_configmaps_and_gets_single_secrets_only(default_objects: list[Obj]) -> None:
+def test_gateway_reads_configmaps_and_endpointslices_and_gets_single_secrets_only(
+    default_objects: list[Obj],
+) -> None:
     assert granted_to(default_objects, "gateway")[None] == {
         ("", "configmaps", "get"),
         ("", "configmaps", "list"),
         ("", "configmaps", "watch"),
         ("", "secrets", "get"),
+        ("discovery.k8s.io", "endpointslices", "get"),
+        ("discovery.k8s.io", "endpointslices", "list"),
+        ("discovery.k8s.io", "endpointslices", "watch"),
     }
 
 

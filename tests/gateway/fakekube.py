@@ -1,4 +1,5 @@
-"""A tiny Kubernetes API server for the gateway's three calls: list/watch ConfigMaps, get Secrets.
+"""A tiny Kubernetes API server for the gateway's calls: list/watch ConfigMaps and
+EndpointSlices, get Secrets.
 
 Real HTTP on 127.0.0.1, bearer-token checked, with resourceVersions, label selectors,
 namespace scoping, watch streams and "410 Gone" on demand. Every request is recorded so
@@ -22,6 +23,9 @@ TOKEN = "gateway-sa-token"
 @dataclass
 class FakeKube:
     configmaps: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    slices: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    #: EndpointSlice lists and watches answer this status when it is not 200 (403: no RBAC).
+    slices_status: int = 200
     secrets: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     events: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
@@ -39,6 +43,9 @@ class FakeKube:
         app.router.add_get("/api/v1/configmaps", self._configmaps)
         app.router.add_get("/api/v1/namespaces/{ns}/configmaps", self._configmaps)
         app.router.add_get("/api/v1/namespaces/{ns}/secrets/{name}", self._secret)
+        root = "/apis/discovery.k8s.io/v1"
+        app.router.add_get(root + "/endpointslices", self._slices)
+        app.router.add_get(root + "/namespaces/{ns}/endpointslices", self._slices)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -63,6 +70,20 @@ class FakeKube:
                             "resourceVersion": str(self.version),
                             "creationTimestamp": created}, "data": data}  # fmt: skip
         self.configmaps[(ns, name)] = obj
+        await self._emit(kind, obj)
+
+    async def put_slice(
+        self, ns: str, name: str, service: str, port: int, endpoints: list[dict[str, Any]]
+    ) -> None:
+        """An EndpointSlice of ``service`` with one port ``http``; ``endpoints`` as in the API."""
+        kind = "MODIFIED" if (ns, name) in self.slices else "ADDED"
+        self.version += 1
+        labels = {"kubernetes.io/service-name": service, "ballast.dev/backend": service}
+        obj = {"kind": "EndpointSlice", "addressType": "IPv4", "endpoints": endpoints,
+               "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+               "metadata": {"namespace": ns, "name": name, "labels": labels,
+                            "resourceVersion": str(self.version)}}  # fmt: skip
+        self.slices[(ns, name)] = obj
         await self._emit(kind, obj)
 
     async def delete_configmap(self, ns: str, name: str) -> None:
@@ -92,24 +113,40 @@ class FakeKube:
 
     @staticmethod
     def _matches(obj: dict[str, Any], ns: str | None, selector: str) -> bool:
-        key, _, value = selector.partition("=")
         labels = obj["metadata"].get("labels") or {}
-        return (ns is None or obj["metadata"]["namespace"] == ns) and labels.get(key) == value
+        for term in selector.split(","):
+            key, eq, value = term.partition("=")
+            if (labels.get(key) != value) if eq else (key not in labels):
+                return False
+        return ns is None or obj["metadata"]["namespace"] == ns
 
     async def _configmaps(self, request: web.Request) -> web.StreamResponse:
         if not self._authorized(request):
             return web.json_response({"code": 401}, status=401)
+        return await self._collection(request, self.configmaps, "ConfigMap")
+
+    async def _slices(self, request: web.Request) -> web.StreamResponse:
+        if not self._authorized(request):
+            return web.json_response({"code": 401}, status=401)
+        if self.slices_status != 200:
+            return web.json_response({"code": self.slices_status}, status=self.slices_status)
+        return await self._collection(request, self.slices, "EndpointSlice")
+
+    async def _collection(
+        self, request: web.Request, objects: dict[tuple[str, str], dict[str, Any]], kind: str
+    ) -> web.StreamResponse:
         ns = request.match_info.get("ns")
         selector = request.query.get("labelSelector", "")
         if request.query.get("watch") in ("1", "true"):
-            return await self._watch(request, ns, selector, int(request.query["resourceVersion"]))
-        items = [o for o in self.configmaps.values() if self._matches(o, ns, selector)]
+            since = int(request.query["resourceVersion"])
+            return await self._watch(request, ns, selector, since, kind)
+        items = [o for o in objects.values() if self._matches(o, ns, selector)]
         return web.json_response(
             {"items": items, "metadata": {"resourceVersion": str(self.version)}}
         )
 
     async def _watch(
-        self, request: web.Request, ns: str | None, selector: str, since: int
+        self, request: web.Request, ns: str | None, selector: str, since: int, resource: str
     ) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "application/json"})
         await resp.prepare(request)
@@ -124,7 +161,11 @@ class FakeKube:
             for version, kind, obj in list(self.events):
                 if version > since and kind == "RAW":
                     await resp.write(obj["raw"].encode() + b"\n")
-                elif version > since and self._matches(obj, ns, selector):
+                elif (
+                    version > since
+                    and obj.get("kind", "ConfigMap") == resource
+                    and self._matches(obj, ns, selector)
+                ):
                     await resp.write(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
                 since = max(since, version)
             async with self._changed:

@@ -125,3 +125,46 @@ def test_unknown_fallback_fields_from_a_newer_operator_are_ignored() -> None:
     [parsed] = parse_tables(json.dumps(data))
     assert parsed.fallback.circuit_breaker.open_seconds == 30
     assert parsed.to_json() == chat().to_json()
+
+
+def test_self_hosted_backend_names_its_service_for_endpoint_discovery() -> None:
+    primary, cloud = chat().backends
+    assert primary.service is not None
+    assert primary.service.to_json() == {
+        "namespace": "ai",
+        "name": "chat-primary",
+        "portName": "http",
+    }
+    assert cloud.service is None  # an external API has no pods
+    assert "10." not in chat().dumps()  # names, never pod addresses
+
+
+def test_service_port_name_is_the_one_render_gives_the_service() -> None:
+    from ballast.render.pod import PORT_NAME
+    from ballast.routing import SERVICE_PORT_NAME
+
+    assert SERVICE_PORT_NAME == PORT_NAME
+
+
+def test_load_balancing_is_carried_only_when_set_and_defaults_fill_in() -> None:
+    assert chat().load_balancing is None
+    assert chat().balancing.known_strategy.value == "leastLoaded"
+    svc = parse_llmservice(
+        llmservice_obj(loadBalancing={"strategy": "prefixHash", "prefixChars": 512})
+    )
+    lb = table_for(svc, {}).balancing
+    assert (lb.known_strategy.value, lb.prefix_length, lb.bound) == ("prefixHash", 512, 1.25)
+
+
+def test_older_and_newer_tables_load() -> None:
+    """A table without the new fields (older operator) and one with unknown ones (newer)."""
+    old = json.loads(chat().dumps())
+    for b in old["backends"]:
+        b.pop("service", None)
+    assert parse_tables(json.dumps(old))[0].backends[0].service is None
+    new = json.loads(chat().dumps())
+    new["loadBalancing"] = {"strategy": "kvCacheAware", "someKnob": 3}
+    new["backends"][0]["service"]["zone"] = "a"
+    table = parse_tables(json.dumps(new))[0]
+    assert table.balancing.known_strategy.value == "leastLoaded"
+    assert table.backends[0].service is not None

@@ -4,6 +4,12 @@ Everything else in Ballast takes these models, never raw dicts: parse once with
 :func:`parse_llmservice` at the boundary.
 """
 
+from ballast.api.balancing import (
+    DEFAULT_LOAD_FACTOR,
+    DEFAULT_PREFIX_CHARS,
+    LoadBalancing,
+    LoadBalancingStrategy,
+)
 from ballast.api.resource import (
     API_VERSION,
     GROUP,
@@ -35,6 +41,8 @@ from ballast.api.types import EnvVar, Resources, SecretKeyRef
 
 __all__ = [
     "API_VERSION",
+    "DEFAULT_LOAD_FACTOR",
+    "DEFAULT_PREFIX_CHARS",
     "GROUP",
     "KIND",
     "PLURAL",
@@ -52,6 +60,8 @@ __all__ = [
     "LLMService",
     "LLMServiceSpec",
     "LLMServiceStatus",
+    "LoadBalancing",
+    "LoadBalancingStrategy",
     "Metric",
     "ObjectMeta",
     "Phase",

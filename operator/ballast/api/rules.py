@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Scope = Literal["spec", "backend", "scaling", "metric"]
+Scope = Literal["spec", "backend", "scaling", "metric", "loadBalancing"]
 
 #: Fields that only make sense for a backend that runs pods.
 POD_FIELDS: tuple[str, ...] = (
@@ -185,6 +185,49 @@ RULES: tuple[Rule, ...] = (
         reason="MetricShape",
     ),
 )
+
+
+def _strategy(lb: Mapping[str, Any]) -> str:
+    return str(lb.get("strategy", "leastLoaded"))
+
+
+#: ``spec.loadBalancing``: each tuning field belongs to the strategy that reads it.
+LOAD_BALANCING_RULES: tuple[Rule, ...] = (
+    Rule(
+        scope="loadBalancing",
+        cel="self.strategy != 'sessionHeader' || has(self.header)",
+        message="strategy sessionHeader needs header (the request header that keys the pod)",
+        field=".header",
+        check=lambda lb: _strategy(lb) != "sessionHeader" or "header" in lb,
+        reason="MissingHeader",
+    ),
+    Rule(
+        scope="loadBalancing",
+        cel="self.strategy == 'sessionHeader' || !has(self.header)",
+        message="header is only for strategy sessionHeader",
+        field=".header",
+        check=lambda lb: _strategy(lb) == "sessionHeader" or "header" not in lb,
+        reason="UnusedLoadBalancingField",
+    ),
+    Rule(
+        scope="loadBalancing",
+        cel="self.strategy == 'prefixHash' || !has(self.prefixChars)",
+        message="prefixChars is only for strategy prefixHash",
+        field=".prefixChars",
+        check=lambda lb: _strategy(lb) == "prefixHash" or "prefixChars" not in lb,
+        reason="UnusedLoadBalancingField",
+    ),
+    Rule(
+        scope="loadBalancing",
+        cel="self.strategy != 'leastLoaded' || !has(self.loadFactor)",
+        message="loadFactor is only for the hashing strategies (prefixHash, sessionHeader)",
+        field=".loadFactor",
+        check=lambda lb: _strategy(lb) != "leastLoaded" or "loadFactor" not in lb,
+        reason="UnusedLoadBalancingField",
+    ),
+)
+
+RULES = RULES + LOAD_BALANCING_RULES
 
 
 def rules_for(scope: Scope) -> tuple[Rule, ...]:

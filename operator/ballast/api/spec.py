@@ -11,10 +11,11 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BeforeValidator, Field, StringConstraints, WithJsonSchema, model_validator
-from pydantic_core import PydanticCustomError
+from pydantic import BeforeValidator, Field, StringConstraints, WithJsonSchema
 
-from ballast.api.rules import Rule, Scope, rules_for
+from ballast.api.balancing import LoadBalancing
+from ballast.api.ruled import RuledModel
+from ballast.api.rules import Scope
 from ballast.api.types import (
     ApiModel,
     EnvVar,
@@ -56,30 +57,6 @@ class WhenAllUnhealthy(StrEnum):
 
     TRY_ALL = "tryAll"
     REJECT = "reject"
-
-
-def _enforce(scope: Scope, model: ApiModel) -> None:
-    data = model.to_json()
-    for rule in rules_for(scope):
-        if not rule.check(data):
-            raise PydanticCustomError(
-                "ballast_rule", rule.message, {"field": rule.field, "reason": rule.reason}
-            )
-
-
-class RuledModel(ApiModel):
-    """An API model whose cross-field rules (``rules.RULES``) run after field validation."""
-
-    rule_scope: ClassVar[Scope]
-
-    @model_validator(mode="after")
-    def _cross_field_rules(self) -> RuledModel:
-        _enforce(self.rule_scope, self)
-        return self
-
-    @classmethod
-    def rules(cls) -> tuple[Rule, ...]:
-        return rules_for(cls.rule_scope)
 
 
 QuantityString = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -347,6 +324,13 @@ class LLMServiceSpec(RuledModel):
     )
     fallback: Fallback = Field(
         default_factory=Fallback, description="Retry, failover and health hysteresis policy."
+    )
+    load_balancing: LoadBalancing | None = Field(
+        default=None,
+        description=(
+            "How the gateway picks a pod of a self-hosted backend per request, from the "
+            "backend Service's EndpointSlices. Unset means strategy leastLoaded."
+        ),
     )
 
     def backend(self, name: str) -> Backend:

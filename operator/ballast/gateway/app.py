@@ -24,9 +24,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from yarl import URL
 
 from ballast.gateway import errors
+from ballast.gateway.balancer import Balancer
 from ballast.gateway.breaker import BreakerBoard, Clock
 from ballast.gateway.config import GatewayConfig
 from ballast.gateway.credentials import Credentials
+from ballast.gateway.endpoints import Endpoints, SliceWatcher
 from ballast.gateway.h1 import Pool
 from ballast.gateway.kube import KubeApi
 from ballast.gateway.metrics import Metrics
@@ -48,6 +50,8 @@ class Gateway:
     metrics: Metrics
     credentials: Credentials
     client: UpstreamClient | None = None
+    #: The pods behind each backend Service (None: every backend through its table URL).
+    endpoints: Endpoints | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def upstream(self) -> UpstreamClient:
@@ -68,9 +72,17 @@ def create_app(
     clock: Clock = time.monotonic,
     rng: random.Random | None = None,
     registry: CollectorRegistry | None = None,
+    endpoints: Endpoints | None = None,
+    slices: SliceWatcher | None = None,
 ) -> web.Application:
-    """A gateway app serving the tables ``tables`` provides (nothing runs until started)."""
+    """A gateway app serving the tables ``tables`` provides (nothing runs until started).
+
+    Pods are chosen from ``endpoints`` (kept current by ``slices`` when given, which then
+    runs with the app); without it every backend is reached through its table URL.
+    """
     metrics = Metrics(registry)
+    if endpoints is not None:
+        metrics.watch_pods(endpoints.rows)
     store = TableStore()
     board = BreakerBoard(clock, metrics.breaker_changed)
     store.subscribe(
@@ -78,13 +90,14 @@ def create_app(
         on_error=lambda _message: metrics.reload_errors.inc(),
     )
     creds = credentials or Credentials(kube, ttl=config.secret_ttl)
-    gw = Gateway(config, store, board, metrics, creds)
+    gw = Gateway(config, store, board, metrics, creds, endpoints=endpoints)
     proxy = Proxy(
         store=store,
         board=board,
         credentials=creds,
         metrics=metrics,
         client=gw.upstream,
+        balancer=Balancer(endpoints, metrics, rng or random.Random(), clock),
         rng=rng or random.Random(),
         buffer_limit=config.buffer_response_bytes,
         max_body_bytes=config.max_body_bytes,
@@ -99,7 +112,7 @@ def create_app(
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
     app.on_response_prepare.append(_default_headers)
-    app.cleanup_ctx.append(_lifecycle(gw, tables, kube))
+    app.cleanup_ctx.append(_lifecycle(gw, tables, kube, slices))
     return app
 
 
@@ -148,7 +161,7 @@ def upstream_client(config: GatewayConfig) -> UpstreamClient:
 
 
 def _lifecycle(
-    gw: Gateway, tables: TableSource, kube: KubeApi | None
+    gw: Gateway, tables: TableSource, kube: KubeApi | None, slices: SliceWatcher | None
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         gw.client = upstream_client(gw.config)
@@ -156,12 +169,16 @@ def _lifecycle(
             await kube.start()
         task = asyncio.create_task(_run_source(tables, gw.store), name="ballast-tables")
         gw.tasks.append(task)
+        if slices is not None:
+            gw.tasks.append(asyncio.create_task(slices.run(), name="ballast-endpointslices"))
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):  # logged when it died
-                await task
+            for t in gw.tasks:
+                t.cancel()
+            for t in gw.tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):  # logged if it died
+                    await t
             await gw.client.close()
             await gw.credentials.close()
             if kube is not None:

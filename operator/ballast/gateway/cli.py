@@ -136,7 +136,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_UNUSABLE
     loop = _new_loop(args.loop)
-    app = create_app(config, source, kube=kube)
+    endpoints, slices = _discovery(config, source, kube)
+    app = create_app(config, source, kube=kube, endpoints=endpoints, slices=slices)
     gc.collect()
     gc.freeze()  # startup objects (modules, models) out of the collector's way: shorter pauses
     logging.getLogger(__name__).info(
@@ -152,6 +153,18 @@ def main(args: argparse.Namespace) -> int:
         loop=loop,
     )
     return EXIT_OK
+
+
+def _discovery(config: Any, source: Any, kube: Any) -> tuple[Any, Any]:
+    """In a cluster (tables from ConfigMaps): the EndpointSlices of the backends' Services,
+    watched in the same namespaces. With a routes file: none (table URLs)."""
+    from ballast.gateway.endpoints import Endpoints, SliceWatcher
+    from ballast.gateway.watch import ConfigMapSource
+
+    if not isinstance(source, ConfigMapSource):
+        return None, None
+    endpoints = Endpoints()
+    return endpoints, SliceWatcher(kube, endpoints, config.namespaces)
 
 
 def _source(config: Any) -> tuple[Any, Any]:

@@ -1,6 +1,6 @@
-"""A minimal Kubernetes API client on aiohttp: the three calls the gateway is allowed.
+"""A minimal Kubernetes API client on aiohttp: the calls the gateway is allowed.
 
-The gateway lists and watches ConfigMaps and gets single Secrets (see
+The gateway lists and watches ConfigMaps and EndpointSlices and gets single Secrets (see
 ``ballast.permissions.GATEWAY``), nothing else, so it talks to the API server directly
 with aiohttp instead of running the synchronous client in threads. In a pod it uses the
 ServiceAccount token (re-read every minute: bound tokens rotate) and CA; outside one it
@@ -102,7 +102,7 @@ def _ssl_context(cfg: ApiConfig) -> ssl.SSLContext | bool:
 
 
 class KubeApi:
-    """ConfigMap list/watch and Secret get, over one aiohttp session."""
+    """ConfigMap and EndpointSlice list/watch and Secret get, over one aiohttp session."""
 
     def __init__(self, cfg: ApiConfig) -> None:
         self.cfg = cfg
@@ -170,19 +170,37 @@ class KubeApi:
             else "/api/v1/configmaps"
         )
 
+    @staticmethod
+    def endpointslices_path(namespace: str | None) -> str:
+        root = "/apis/discovery.k8s.io/v1"
+        return (
+            f"{root}/namespaces/{quote(namespace)}/endpointslices"
+            if namespace
+            else f"{root}/endpointslices"
+        )
+
     async def list_configmaps(
         self, namespace: str | None, selector: str
     ) -> tuple[list[dict[str, Any]], str]:
         """Every matching ConfigMap and the list's resourceVersion."""
-        body = await self._get_json(
-            self.configmaps_path(namespace), {"labelSelector": selector}, seconds=30
-        )
-        return list(body.get("items") or []), str(body["metadata"]["resourceVersion"])
+        return await self.list_objects(self.configmaps_path(namespace), selector)
 
-    async def watch_configmaps(
+    def watch_configmaps(
         self, namespace: str | None, selector: str, resource_version: str, server_seconds: int = 300
     ) -> AsyncIterator[dict[str, Any]]:
         """Watch events (``{"type", "object"}``) from ``resource_version`` until the server ends."""
+        path = self.configmaps_path(namespace)
+        return self.watch_objects(path, selector, resource_version, server_seconds)
+
+    async def list_objects(self, path: str, selector: str) -> tuple[list[dict[str, Any]], str]:
+        """Every object at collection ``path`` matching ``selector``, and the resourceVersion."""
+        body = await self._get_json(path, {"labelSelector": selector}, seconds=30)
+        return list(body.get("items") or []), str(body["metadata"]["resourceVersion"])
+
+    async def watch_objects(
+        self, path: str, selector: str, resource_version: str, server_seconds: int = 300
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Watch events of collection ``path`` from ``resource_version`` until the server ends."""
         params = {
             "labelSelector": selector,
             "watch": "1",
@@ -190,7 +208,6 @@ class KubeApi:
             "allowWatchBookmarks": "true",
             "timeoutSeconds": str(server_seconds),
         }
-        path = self.configmaps_path(namespace)
         try:
             async with self._http().get(
                 self.cfg.host + path,

@@ -8,7 +8,14 @@ bounded by the routing tables.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+#: (namespace, service, pod, requests sent, requests in flight) of each pod listed now.
+PodRows = Callable[[], Iterable[tuple[str, str, str, int, int]]]
 
 PREFIX = "ballast_gateway_"
 #: LLM latencies: from a cached embedding (ms) to a long generation (minutes).
@@ -64,6 +71,27 @@ class Metrics:
         self.reload_errors = Counter(
             PREFIX + "routes_errors", "Routing tables that could not be loaded.", registry=r
         )
+        self.pod_ejections = Counter(
+            PREFIX + "pod_ejections",
+            "Pods taken out of a backend's choice for a while after failing (passive ejection).",
+            ["model", "backend"],
+            registry=r,
+        )
+        self.affinity_picks = Counter(
+            PREFIX + "affinity",
+            "Keyed requests (prefixHash, sessionHeader): hit = the key's own pod took it, "
+            "spill = the next pod on the ring (own pod over loadFactor, tried or ejected).",
+            ["model", "backend", "result"],
+            registry=r,
+        )
+        self.backend_discovery = Gauge(
+            PREFIX + "backend_discovery",
+            "1 for the way a self-hosted backend is reached: endpoints (pods chosen from its "
+            "EndpointSlices) or service (its Service URL: no ready endpoint, or slices unreadable).",
+            ["model", "backend", "mode"],
+            registry=r,
+        )
+        self._affinity: dict[tuple[str, str, bool], Counter] = {}
         self._counts: dict[tuple[str, str, str], Counter] = {}
         self._durations: dict[str, Histogram] = {}
         self._ttfts: dict[tuple[str, str], Histogram] = {}
@@ -87,8 +115,46 @@ class Metrics:
             ttft = self._ttfts[(model, backend)] = self.ttft.labels(model, backend)
         ttft.observe(seconds)
 
+    def affinity(self, model: str, backend: str, hit: bool) -> None:
+        count = self._affinity.get((model, backend, hit))
+        if count is None:
+            result = "hit" if hit else "spill"
+            count = self._affinity[(model, backend, hit)] = self.affinity_picks.labels(
+                model, backend, result
+            )
+        count.inc()
+
+    def discovery(self, model: str, backend: str, mode: str, old: str | None) -> None:
+        if old is not None:
+            self.backend_discovery.labels(model, backend, old).set(0)
+        self.backend_discovery.labels(model, backend, mode).set(1)
+
     def breaker_changed(self, model: str, backend: str, is_open: bool) -> None:
         self.circuit_open.labels(model, backend).set(1 if is_open else 0)
 
+    def watch_pods(self, rows: PodRows) -> None:
+        """Export requests and in-flight per pod, for the pods ``rows`` lists at scrape time
+        (so the series are bounded by the pods that exist)."""
+        self.registry.register(_PodCollector(rows))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _PodCollector(Collector):
+    def __init__(self, rows: PodRows) -> None:
+        self.rows = rows
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        labels = ["namespace", "service", "pod"]
+        requests = CounterMetricFamily(
+            PREFIX + "pod_requests", "Attempts sent to each listed pod.", labels=labels
+        )
+        in_flight = GaugeMetricFamily(
+            PREFIX + "pod_in_flight", "Attempts in flight per listed pod.", labels=labels
+        )
+        for namespace, service, pod, sent, active in self.rows():
+            requests.add_metric([namespace, service, pod], sent)
+            in_flight.add_metric([namespace, service, pod], active)
+        yield requests
+        yield in_flight

@@ -20,17 +20,22 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from ballast.gateway import errors
+from ballast.gateway.balancer import Balancer, affinity_key
 from ballast.gateway.bodies import BodyError, ParsedBody, parse_body, with_model
 from ballast.gateway.breaker import Admission, BreakerBoard, CircuitBreaker
 from ballast.gateway.credentials import Credentials, CredentialsUnavailable
 from ballast.gateway.delivery import deliver
 from ballast.gateway.failures import FailureKind, counts_against_backend, retryable
 from ballast.gateway.metrics import UNKNOWN_MODEL, Metrics
+from ballast.gateway.pods import Pod
 from ballast.gateway.snapshot import Route, TableStore
 from ballast.gateway.upstream import Answer, Failure, UpstreamClient, attempt, request_headers
 from ballast.routing import RouteBackend
 
 log = logging.getLogger(__name__)
+
+#: What a visit to one backend ended with, when no answer was sent.
+_NEXT, _STOP = object(), object()
 
 
 @dataclass
@@ -42,6 +47,8 @@ class Context:
     route: Route
     path: str
     start: float
+    #: The request's affinity key (prompt prefix or session), None for least loaded.
+    key: str | None = None
     attempts: int = 0
 
 
@@ -56,12 +63,14 @@ class Proxy:
         credentials: Credentials,
         metrics: Metrics,
         client: Callable[[], UpstreamClient],
+        balancer: Balancer,
         rng: random.Random,
         buffer_limit: int,
         max_body_bytes: int,
     ) -> None:
         self.store, self.board, self.credentials = store, board, credentials
         self.metrics, self.client, self.rng = metrics, client, rng
+        self.balancer = balancer
         self.buffer_limit, self.max_body_bytes = buffer_limit, max_body_bytes
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -81,7 +90,9 @@ class Proxy:
             )
         self.metrics.in_flight += 1
         try:
-            return await self._serve(Context(request, parsed, route, request.path[3:], start))
+            key = affinity_key(route.table.balancing, parsed.doc, request.headers)
+            ctx = Context(request, parsed, route, request.path[3:], start, key)
+            return await self._serve(ctx)
         finally:
             self.metrics.in_flight -= 1
 
@@ -110,30 +121,102 @@ class Proxy:
 
     async def _serve(self, ctx: Context) -> web.StreamResponse:
         table = ctx.route.table
-        fallback = table.fallback
         failures: list[Failure] = []
         previous: RouteBackend | None = None
         for backend in ctx.route.router.candidates(self.board, self.rng):
-            if ctx.attempts >= fallback.max_attempts:
+            if ctx.attempts >= table.fallback.max_attempts:
                 break
             breaker = self.board.get(table.model, backend.name)
             admission = breaker.admit()
             if admission is Admission.DENIED:
                 continue
-            self._count_retry(table.model, previous, backend)
+            try:
+                done = await self._visit(ctx, backend, previous, breaker, admission, failures)
+            except BaseException:
+                breaker.abandon(admission)
+                raise
             previous = backend
-            ctx.attempts += 1
-            outcome = await self._attempt(ctx, backend, breaker, admission)
-            if isinstance(outcome, Answer):
-                return await deliver(ctx.request, outcome, self._finisher(ctx, backend, breaker))
-            failures.append(outcome)
-            log.warning(
-                "model %s: backend %s attempt %d failed: %s (%s)",
-                table.model, backend.name, ctx.attempts, outcome.kind.value, outcome.detail,
-            )  # fmt: skip
-            if not retryable(outcome.kind, fallback.retry_on):
+            if isinstance(done, web.StreamResponse):
+                return done
+            if done is _STOP:
                 break
         return self._give_up(ctx, failures, previous)
+
+    async def _visit(
+        self,
+        ctx: Context,
+        backend: RouteBackend,
+        previous: RouteBackend | None,
+        breaker: CircuitBreaker,
+        admission: Admission,
+        failures: list[Failure],
+    ) -> web.StreamResponse | object:
+        """Attempts at one backend: its Service URL once, or its ready pods one after another
+        while the failures are retryable. The breaker hears the visit's verdict once."""
+        table = ctx.route.table
+        try:
+            auth = await self.credentials.authorization(backend.credentials)
+        except CredentialsUnavailable as e:
+            breaker.abandon(admission)  # not the backend's failure
+            failure = Failure(FailureKind.CONNECT_FAILURE, f"credentials: {e}")
+            ctx.attempts += 1
+            failures.append(failure)
+            self._failed(ctx, backend, None, failure)
+            return _NEXT if retryable(failure.kind, table.fallback.retry_on) else _STOP
+        pods = self.balancer.pods(table.model, backend)
+        tried: list[Pod] = []
+        while True:
+            pod = None
+            if pods is not None:
+                pod = self.balancer.choose(
+                    table.model, backend.name, pods, table.balancing, ctx.key, tried
+                )
+                if pod is None:  # every ready pod tried: the next backend
+                    self._verdict(breaker, admission, failures[-1])
+                    return _NEXT
+            self._count_retry(table.model, previous, backend)
+            ctx.attempts += 1
+            if pod is not None:
+                pod.start()
+            try:
+                outcome = await self._attempt(ctx, backend, pod, auth)
+                if isinstance(outcome, Answer):
+                    breaker.success(admission)
+                    if pod is not None:
+                        pod.succeeded()
+                    finish = self._finisher(ctx, backend, breaker)
+                    return await deliver(ctx.request, outcome, finish)
+            finally:
+                if pod is not None:
+                    pod.finish()
+            failures.append(outcome)
+            self._failed(ctx, backend, pod, outcome)
+            if not retryable(outcome.kind, table.fallback.retry_on):
+                self._verdict(breaker, admission, outcome)
+                return _STOP
+            if pod is None or ctx.attempts >= table.fallback.max_attempts:
+                self._verdict(breaker, admission, outcome)
+                return _NEXT
+            tried.append(pod)
+            previous = backend
+
+    def _failed(self, ctx: Context, backend: RouteBackend, pod: Pod | None, f: Failure) -> None:
+        where = backend.name if pod is None else f"{backend.name} pod {pod.name} ({pod.address})"
+        log.warning(
+            "model %s: backend %s attempt %d failed: %s (%s)",
+            ctx.route.table.model, where, ctx.attempts, f.kind.value, f.detail,
+        )  # fmt: skip
+        if pod is not None and pod.failed(f.kind, self.balancer.clock()):
+            self.metrics.pod_ejections.labels(ctx.route.table.model, backend.name).inc()
+            log.warning("model %s: pod %s of backend %s ejected for a while",
+                        ctx.route.table.model, pod.name, backend.name)  # fmt: skip
+
+    @staticmethod
+    def _verdict(breaker: CircuitBreaker, admission: Admission, outcome: Failure) -> None:
+        if counts_against_backend(outcome.kind):
+            breaker.failure(admission)
+        else:
+            breaker.success(admission)
 
     def _count_retry(
         self, model: str, previous: RouteBackend | None, backend: RouteBackend
@@ -145,27 +228,15 @@ class Proxy:
             self.metrics.fallbacks.labels(model).inc()
 
     async def _attempt(
-        self, ctx: Context, backend: RouteBackend, breaker: CircuitBreaker, admission: Admission
+        self, ctx: Context, backend: RouteBackend, pod: Pod | None, auth: str | None
     ) -> Answer | Failure:
-        try:
-            auth = await self.credentials.authorization(backend.credentials)
-        except CredentialsUnavailable as e:
-            breaker.abandon(admission)
-            return Failure(FailureKind.CONNECT_FAILURE, f"credentials: {e}")
         body = with_model(ctx.body, backend.upstream_model)
         headers = request_headers(ctx.request.headers, auth)
         url = ctx.route.urls[backend.name][ctx.path]
+        if pod is not None:
+            url = pod.url(url.raw_path)
         timeout = ctx.route.table.fallback.per_try_timeout_seconds
-        try:
-            outcome = await attempt(self.client(), url, body, headers, timeout, self.buffer_limit)
-        except BaseException:
-            breaker.abandon(admission)
-            raise
-        if isinstance(outcome, Failure) and counts_against_backend(outcome.kind):
-            breaker.failure(admission)
-        else:
-            breaker.success(admission)
-        return outcome
+        return await attempt(self.client(), url, body, headers, timeout, self.buffer_limit)
 
     def _finisher(self, ctx: Context, backend: RouteBackend, breaker: CircuitBreaker) -> Finisher:
         return Finisher(

@@ -3,21 +3,27 @@
 from ballast.routing.files import RoutesError, parse_tables
 from ballast.routing.table import (
     FORMAT_VERSION,
+    SERVICE_PORT_NAME,
     CredentialRef,
     RouteBackend,
+    RouteLoadBalancing,
     RoutingTable,
     SecretRef,
+    ServiceRef,
     Source,
     table_for,
 )
 
 __all__ = [
     "FORMAT_VERSION",
+    "SERVICE_PORT_NAME",
     "CredentialRef",
     "RouteBackend",
+    "RouteLoadBalancing",
     "RoutesError",
     "RoutingTable",
     "SecretRef",
+    "ServiceRef",
     "Source",
     "parse_tables",
     "table_for",

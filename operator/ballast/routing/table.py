@@ -3,7 +3,11 @@
 This is the contract between controller and gateway. The controller writes one
 table per LLMService into ``<svc>-routes`` under ``routes.json``; the gateway
 reads every such ConfigMap (or a local file) and routes by it. The table carries
-references to credentials, never their values.
+references to credentials, never their values, and for a self-hosted backend the
+Service whose EndpointSlices list its pods, never pod addresses (the gateway watches
+those itself), so a table stays small and changes only when the spec or health does.
+Every model ignores fields it does not know: a newer operator's tables still load in an
+older gateway.
 """
 
 from __future__ import annotations
@@ -15,12 +19,23 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from ballast.api import CircuitBreaker, Engine, Fallback, LLMService, WhenAllUnhealthy
+from ballast.api import (
+    DEFAULT_LOAD_FACTOR,
+    DEFAULT_PREFIX_CHARS,
+    CircuitBreaker,
+    Engine,
+    Fallback,
+    LLMService,
+    LoadBalancingStrategy,
+    WhenAllUnhealthy,
+)
 from ballast.engines import info
 from ballast.naming import backend_name
 
 #: Bumped on an incompatible change; the gateway refuses tables of a version it does not know.
 FORMAT_VERSION = 1
+#: The name of the engine port on every backend Service (and its EndpointSlices).
+SERVICE_PORT_NAME = "http"
 
 
 class RouteModel(BaseModel):
@@ -56,6 +71,18 @@ class CredentialRef(RouteModel):
         return self
 
 
+class ServiceRef(RouteModel):
+    """The Kubernetes Service in front of a self-hosted backend's pods.
+
+    The gateway finds the pods in the EndpointSlices labelled
+    ``kubernetes.io/service-name: <name>`` in ``namespace``, on the port called ``portName``.
+    """
+
+    namespace: str
+    name: str
+    port_name: str = SERVICE_PORT_NAME
+
+
 class RouteBackend(RouteModel):
     """One backend as the gateway sees it."""
 
@@ -70,6 +97,8 @@ class RouteBackend(RouteModel):
     #: False when the controller took the backend out of the route (unhealthy).
     in_route: bool = True
     credentials: CredentialRef | None = None
+    #: Self-hosted backends: where the pods are listed (absent for external APIs).
+    service: ServiceRef | None = None
 
 
 class Source(RouteModel):
@@ -106,6 +135,35 @@ class RouteFallback(Fallback):
         return cls.model_validate(fallback.model_dump())
 
 
+class RouteLoadBalancing(RouteModel):
+    """``spec.loadBalancing`` as a table carries it; unset fields take the API's defaults.
+
+    ``strategy`` is a plain string so a strategy this gateway does not know (from a newer
+    operator) does not make the table unreadable: :attr:`known_strategy` reads it as
+    ``leastLoaded``.
+    """
+
+    strategy: str = LoadBalancingStrategy.LEAST_LOADED.value
+    header: str | None = None
+    prefix_chars: int | None = None
+    load_factor: float | None = None
+
+    @property
+    def known_strategy(self) -> LoadBalancingStrategy:
+        try:
+            return LoadBalancingStrategy(self.strategy)
+        except ValueError:
+            return LoadBalancingStrategy.LEAST_LOADED
+
+    @property
+    def prefix_length(self) -> int:
+        return self.prefix_chars or DEFAULT_PREFIX_CHARS
+
+    @property
+    def bound(self) -> float:
+        return self.load_factor or DEFAULT_LOAD_FACTOR
+
+
 class RoutingTable(RouteModel):
     """Routes for one served model."""
 
@@ -116,6 +174,13 @@ class RoutingTable(RouteModel):
     #: True when no backend is in the route; the gateway then applies fallback.whenAllUnhealthy.
     all_unhealthy: bool = False
     backends: list[RouteBackend] = Field(min_length=1)
+    #: Pod choice inside self-hosted backends; absent means leastLoaded.
+    load_balancing: RouteLoadBalancing | None = None
+
+    @property
+    def balancing(self) -> RouteLoadBalancing:
+        """The table's load balancing with defaults filled in."""
+        return self.load_balancing or RouteLoadBalancing()
 
     def eligible(self) -> list[RouteBackend]:
         """Backends the gateway may send a request to, before circuit breakers are consulted.
@@ -164,8 +229,12 @@ def table_for(svc: LLMService, health: Mapping[str, bool]) -> RoutingTable:
                 weight=b.weight,
                 in_route=bool(health.get(b.name, False)),
                 credentials=creds,
+                service=None
+                if b.external
+                else ServiceRef(namespace=svc.namespace, name=backend_name(svc.name, b.name)),
             )
         )
+    lb = svc.spec.load_balancing
     return RoutingTable(
         model=svc.served_model_name,
         source=Source(
@@ -177,4 +246,5 @@ def table_for(svc: LLMService, health: Mapping[str, bool]) -> RoutingTable:
         fallback=RouteFallback.of(svc.spec.fallback),
         all_unhealthy=not any(b.in_route for b in backends),
         backends=backends,
+        load_balancing=None if lb is None else RouteLoadBalancing.model_validate(lb.to_json()),
     )

@@ -44,7 +44,6 @@ from ._llmservices import (
     children,
     expected_children,
     kind_path,
-    listable,
     llms_path,
     llmservice,
     managers,
@@ -54,15 +53,13 @@ from ._llmservices import (
     wait_ready,
 )
 from ._operator import AuditedPlane, Fleet, OperatorProcess
-from ._release import CHART, CRD_PATH, Release, helm_for, kubectl_for
+from ._release import Release, kubectl_for
+from ._stack import OPERATOR_USER, install_chart, operator_process
 from .binaries import Binaries
-from .kubeapi import JSON, MERGE_PATCH, KubeApi, established
+from .kubeapi import JSON, MERGE_PATCH, KubeApi
 from .poll import wait_for
-from .procs import free_port
 from .tools import Tool
 
-RELEASE = Release("ballast", "ballast-system")
-OPERATOR_USER = RELEASE.user("operator")
 GATEWAY_ENDPOINT = "http://ballast-gateway.ballast-system.svc/v1"
 KIND_OF_PLURAL = {k.plural: k.kind for k in MANAGED_KINDS}
 STEADY_SECONDS = 30
@@ -110,43 +107,13 @@ def kubectl(plane: AuditedPlane, k8s_tools: Path) -> Tool:
 def release(
     plane: AuditedPlane, k8s_tools: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Release:
-    """The chart as users install it (CRD included), without gateway pods."""
-    helm = helm_for(plane, k8s_tools, tmp_path_factory.mktemp("helm-home"))
-    helm(*RELEASE.install_args(CHART, "gateway.replicaCount=0"))
-    wait_for(
-        lambda: established(plane.api.get(CRD_PATH)) and listable(plane.api),
-        timeout=60,
-        what="the chart's LLMService CRD",
-    )
-    return RELEASE
+    return install_chart(plane, k8s_tools, tmp_path_factory.mktemp("helm-home"))
 
 
 @pytest.fixture(scope="module")
 def fleet() -> Iterator[Fleet]:
     with Fleet() as fleet:
         yield fleet
-
-
-def chart_operator_args(api: KubeApi, release: Release, health_port: int) -> list[str]:
-    """The chart's operator container args, with the ports moved to loopback.
-
-    The metrics server is turned off: it binds 0.0.0.0 (no flag chooses the address),
-    and this tier listens on loopback only.
-    """
-    deployment = api.get(
-        f"/apis/apps/v1/namespaces/{release.namespace}/deployments/{release.name}-operator"
-    )
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    args = []
-    for arg in container["args"]:
-        if arg.startswith("--metrics-port="):
-            arg = "--metrics-port=0"
-        elif arg.startswith("--liveness="):
-            arg = f"--liveness=http://127.0.0.1:{health_port}/healthz"
-        args.append(arg)
-    assert args[0] == "run", args
-    assert "--standalone" in args, args
-    return args
 
 
 @pytest.fixture(scope="module")
@@ -157,22 +124,8 @@ def operator(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
     """One operator process for the module (the restart test replaces it in place)."""
-    workdir = tmp_path_factory.mktemp("operator")
-    token = plane.token_for(release.namespace, release.serviceaccount("operator"))
-    kubeconfig = plane.kubeconfig_for_token(token, workdir / "operator.kubeconfig", "operator")
-    health_port = free_port()
-    op = OperatorProcess(
-        kubeconfig,
-        chart_operator_args(plane.api, release, health_port),
-        health_port,
-        workdir / "operator.log",
-        env={
-            "BALLAST_PROBE_URL_OVERRIDE": json.dumps(fleet.override),
-            "BALLAST_SECRET_RETRY": "1",
-            "POD_ID": "ballast-operator-test",
-            "POD_NAMESPACE": release.namespace,
-        },
-    )
+    op = operator_process(plane, release, fleet, tmp_path_factory.mktemp("operator"))
+    assert "--standalone" in op.args, op.args
     try:
         op.start()
         yield op

@@ -8,7 +8,12 @@ stop. Readiness follows kubelet rules: a pod is Ready when all its containers ar
 ready and all its `readinessGates` are True. Probes are not run; a container is
 ready unless the pod's `fake-kubelet.test/not-ready` annotation names it (a
 comma-separated list, or `*` for all), which lets a test make a backend unready.
-Pod IPs come from 10.244.0.0/16 and are never dialled.
+Pod IPs come from 10.244.0.0/16 and are never dialled, except for pods annotated
+`fake-kubelet.test/serve: "true"`: those get an address from 10.245.0.0/16 on the
+`lo` interface and a fake engine listening there on their first container port
+(`fakeengine.py`; `engines` maps "namespace/pod" to it). Deleting such a pod works like
+a kubelet stopping a container: the pod stays terminating until the engine's requests
+in flight finished, then it is removed and so is its address.
 
 It polls the API from a background thread; `sync()` runs one pass synchronously.
 """
@@ -18,10 +23,12 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import threading
+import time
 from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
+from .fakeengine import SERVE_ANNOTATION, SERVED_NETWORK, FakeEngine, blackhole
 from .kubeapi import JSON, ApiError, KubeApi
 
 NOT_READY_ANNOTATION = "fake-kubelet.test/not-ready"
@@ -42,8 +49,8 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _pod_ips() -> Iterator[str]:
-    for ip in ipaddress.ip_network("10.244.0.0/16").hosts():
+def _pod_ips(network: str = "10.244.0.0/16") -> Iterator[str]:
+    for ip in ipaddress.ip_network(network).hosts():
         if ip.packed[-1] not in (0, 1, 255):
             yield str(ip)
 
@@ -177,6 +184,13 @@ class FakeKubelet:
         self.host_ip = "127.0.0.1"
         self.errors: list[Exception] = []
         self._ips = _pod_ips()
+        self._served_ips = _pod_ips(SERVED_NETWORK)
+        self._blackhole = False
+        #: engines whose pod is gone, and since when (their address goes 2 s later)
+        self._gone: dict[str, float] = {}
+        #: "namespace/pod" -> the fake engine of a served pod
+        self.engines: dict[str, FakeEngine] = {}
+        self._draining: dict[str, threading.Thread] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -206,6 +220,11 @@ class FakeKubelet:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+        for key in list(self.engines):
+            self._forget(key, now=True)
+        if self._blackhole:
+            blackhole(False)
+            self._blackhole = False
         try:
             self.api.delete(f"/api/v1/nodes/{self.node_name}")
         except ApiError as err:
@@ -280,12 +299,56 @@ class FakeKubelet:
 
     def sync(self) -> None:
         """One pass: bind, report and finish deleting every pod that concerns this Node."""
-        for pod in self.api.get("/api/v1/pods")["items"]:
+        pods = self.api.get("/api/v1/pods")["items"]
+        for pod in pods:
             try:
                 self._sync_pod(pod)
             except ApiError as err:
                 if err.status not in _RACES:
                     raise
+        listed = {f"{p['metadata']['namespace']}/{p['metadata']['name']}" for p in pods}
+        for key in set(self.engines) - listed:
+            self._forget(key)
+
+    def _forget(self, key: str, now: bool = False) -> None:
+        """A served pod is gone: stop its engine; its address goes once the gateway had
+        2 s to see the EndpointSlice change (or at once when the kubelet stops)."""
+        engine = self.engines.get(key)
+        if engine is None:
+            return
+        engine.kill()
+        gone = self._gone.setdefault(key, time.monotonic())
+        if now or time.monotonic() - gone >= 2.0:
+            engine.remove()
+            del self.engines[key]
+            self._draining.pop(key, None)
+            self._gone.pop(key, None)
+
+    def _serve(self, pod: JSON, pod_ip: str | None) -> str:
+        """The address of an annotated pod, with its engine started there."""
+        key = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
+        engine = self.engines.get(key)
+        if engine is None:
+            if not self._blackhole:
+                blackhole(True)
+                self._blackhole = True
+            ip = pod_ip or next(self._served_ips)
+            ports = pod["spec"]["containers"][0].get("ports") or [{"containerPort": 8000}]
+            engine = FakeEngine(pod["metadata"]["name"], ip, int(ports[0]["containerPort"]))
+            self.engines[key] = engine.start()
+        return engine.ip
+
+    def _stopping(self, key: str) -> bool:
+        """True while a served pod's engine drains (the pod stays terminating)."""
+        engine = self.engines.get(key)
+        if engine is None:
+            return False
+        thread = self._draining.get(key)
+        if thread is None:
+            thread = threading.Thread(target=engine.drain, daemon=True)
+            self._draining[key] = thread
+            thread.start()
+        return thread.is_alive()
 
     def _sync_pod(self, pod: JSON) -> None:
         meta, spec = pod["metadata"], pod["spec"]
@@ -297,12 +360,18 @@ class FakeKubelet:
             return
         if node != self.node_name or pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
             return
+        served = (meta.get("annotations") or {}).get(SERVE_ANNOTATION) == "true"
         if meta.get("deletionTimestamp"):
+            if served and self._stopping(f"{meta['namespace']}/{meta['name']}"):
+                return
             body = {"gracePeriodSeconds": 0, "preconditions": {"uid": meta["uid"]}}
             self.api.delete(base, body)
             return
         current = pod.get("status", {})
-        pod_ip = current.get("podIP") or next(self._ips)
+        if served:
+            pod_ip = self._serve(pod, current.get("podIP"))
+        else:
+            pod_ip = current.get("podIP") or next(self._ips)
         wanted = desired_status(pod, pod_ip, self.host_ip)
         if _summary(wanted) != _summary(current):
             self.api.merge_patch(f"{base}/status", {"status": wanted})

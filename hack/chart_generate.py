@@ -3,7 +3,6 @@
 Sources -> outputs (all checked in; ``make verify`` fails when one is stale):
 
 - crds/llmservices.ballast.dev.yaml -> charts/ballast/templates/crd-llmservices.yaml
-- kopf's peering CRDs (below)        -> charts/ballast/templates/crd-kopf-peering.yaml
 - operator/ballast/permissions.py   -> charts/ballast/templates/_rbac.tpl
 - hack/chart_schema.py + the comments in values.yaml -> charts/ballast/values.schema.json
 - the same                          -> the values table in charts/ballast/README.md
@@ -27,7 +26,7 @@ from typing import Any
 import yaml
 from chart_schema import VALUES, Schema
 
-from ballast.permissions import GATEWAY, OPERATOR, Permission
+from ballast.permissions import GATEWAY, LEADER_ELECTION, OPERATOR, Permission
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "charts" / "ballast"
@@ -48,45 +47,11 @@ CLUSTER_SCOPED: frozenset[tuple[str, str]] = frozenset(
         ("", "nodes"),
         ("", "persistentvolumes"),
         ("apiextensions.k8s.io", "customresourcedefinitions"),
-        ("kopf.dev", "clusterkopfpeerings"),
         ("rbac.authorization.k8s.io", "clusterroles"),
         ("rbac.authorization.k8s.io", "clusterrolebindings"),
         ("storage.k8s.io", "storageclasses"),
     }
 )
-
-
-def _kopf_peering_crd(kind: str, scope: str) -> dict[str, Any]:
-    """kopf's peering CRD (as in kopf's peering.yaml): only a free-form ``status``."""
-    plural = kind.lower() + "s"
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.kopf.dev"},
-        "spec": {
-            "scope": scope,
-            "group": "kopf.dev",
-            "names": {"kind": kind, "plural": plural, "singular": kind.lower()},
-            "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "properties": {
-                                "status": {
-                                    "type": "object",
-                                    "x-kubernetes-preserve-unknown-fields": True,
-                                }
-                            },
-                        }
-                    },
-                }
-            ],
-        },
-    }
 
 
 def _escape(text: str) -> str:
@@ -122,17 +87,7 @@ def _crd_template(crd: dict[str, Any], source: str, condition: str) -> str:
 def crd_templates() -> dict[Path, str]:
     crd = yaml.safe_load(CRD_SOURCE.read_text(encoding="utf-8"))
     main = _crd_template(crd, "crds/llmservices.ballast.dev.yaml", ".Values.crds.enabled")
-    peering_condition = (
-        'and .Values.crds.enabled .Values.crds.kopfPeering (include "ballast.peering" .)'
-    )
-    peering = "---\n".join(
-        _crd_template(_kopf_peering_crd(kind, scope), "kopf's peering CRDs", peering_condition)
-        for kind, scope in (("ClusterKopfPeering", "Cluster"), ("KopfPeering", "Namespaced"))
-    )
-    return {
-        TEMPLATES / "crd-llmservices.yaml": main,
-        TEMPLATES / "crd-kopf-peering.yaml": peering,
-    }
+    return {TEMPLATES / "crd-llmservices.yaml": main}
 
 
 def split_by_scope(
@@ -161,6 +116,9 @@ def rbac_template() -> dict[Path, str]:
             if rules:
                 out.append(_dump(rules).rstrip("\n") + "\n")
             out.append("{{- end }}\n")
+    out.append('\n{{- define "ballast.rbac.operator.leaderElection" -}}\n')
+    out.append(_dump([p.as_rule() for p in LEADER_ELECTION]).rstrip("\n") + "\n")
+    out.append("{{- end }}\n")
     return {TEMPLATES / "_rbac.tpl": "".join(out)}
 
 

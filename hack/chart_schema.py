@@ -193,7 +193,9 @@ def _placement() -> dict[str, Schema]:
 OPERATOR: Schema = obj(
     {
         "replicaCount": integer(1),
-        "peering": obj({"enabled": BOOL, "name": {"anyOf": [{"const": ""}, DNS_LABEL]}}),
+        "leaderElection": obj(
+            {"enabled": BOOL, "leaseName": {"anyOf": [{"const": ""}, DNS_LABEL]}}
+        ),
         "metricsPort": PORT,
         "healthPort": PORT,
         "gatewayEndpoint": {"type": "string", "pattern": "^(https?://.+)?$"},
@@ -244,7 +246,7 @@ VALUES: Schema = {
             "nameOverride": STR,
             "fullnameOverride": STR,
             "commonLabels": STRING_MAP,
-            "crds": obj({"enabled": BOOL, "keep": BOOL, "kopfPeering": BOOL}),
+            "crds": obj({"enabled": BOOL, "keep": BOOL}),
             "image": obj(
                 {
                     "repository": {"type": "string", "minLength": 1},

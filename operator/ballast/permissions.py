@@ -61,7 +61,7 @@ def _children() -> tuple[Permission, ...]:
     return tuple(Permission(g, tuple(r), _CHILD_VERBS) for g, r in by_group.items())
 
 
-#: The operator (``ballast run``): its CRD, its children, events, secrets it checks, kopf peering.
+#: The operator (``ballast run``): its CRD, its children, events, secrets it checks.
 OPERATOR: tuple[Permission, ...] = (
     Permission("ballast.dev", ("llmservices",), ("get", "list", "watch", "patch")),
     Permission("ballast.dev", ("llmservices/status",), ("get", "patch")),
@@ -71,11 +71,12 @@ OPERATOR: tuple[Permission, ...] = (
     Permission("events.k8s.io", ("events",), ("create",)),
     Permission("", ("namespaces",), ("get", "list", "watch")),
     Permission("apiextensions.k8s.io", ("customresourcedefinitions",), ("get", "list", "watch")),
-    Permission(
-        "kopf.dev",
-        ("clusterkopfpeerings", "kopfpeerings"),
-        ("get", "list", "watch", "create", "patch"),
-    ),
+)
+
+#: The operator's leader election (``ballast run --leader-elect``): its Lease, granted by a Role
+#: in the operator's own namespace only.
+LEADER_ELECTION: tuple[Permission, ...] = (
+    Permission("coordination.k8s.io", ("leases",), ("get", "create", "update")),
 )
 
 #: The gateway (``ballast gateway``): routing ConfigMaps, single Secrets its routes name, and

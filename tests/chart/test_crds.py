@@ -1,5 +1,5 @@
 """The CRDs are gated templates: generated from crds/, switched by crds.enabled, kept on
-uninstall by crds.keep, with kopf's peering CRDs only where peering needs them."""
+uninstall by crds.keep."""
 
 from __future__ import annotations
 
@@ -34,17 +34,12 @@ def test_crds_disabled_renders_no_crd(helm: Helm) -> None:
 
 
 def test_crds_keep_false_drops_the_annotation(helm: Helm) -> None:
-    objects = helm.objects(set_=["crds.keep=false", "operator.peering.enabled=true"])
-    assert len(names(objects)) == 3
+    objects = helm.objects(set_=["crds.keep=false", "operator.replicaCount=2"])
+    assert names(objects) == {"llmservices.ballast.dev"}
     for crd in of_kind(objects, "CustomResourceDefinition"):
         assert KEEP not in (crd["metadata"].get("annotations") or {})
 
 
-def test_peering_crds_follow_peering_and_their_own_switch(helm: Helm) -> None:
-    peering = {"clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"}
-    on = helm.objects(set_=["operator.peering.enabled=true"])
-    assert names(on) == {"llmservices.ballast.dev", *peering}
-    for crd in of_kind(on, "CustomResourceDefinition"):
-        assert crd["metadata"]["annotations"] == {KEEP: "keep"}
-    off = helm.objects(set_=["operator.replicaCount=2", "crds.kopfPeering=false"])
-    assert names(off) == {"llmservices.ballast.dev"}
+def test_no_crd_but_ballast_s_own_even_with_several_operator_replicas(helm: Helm) -> None:
+    on = helm.objects(set_=["operator.leaderElection.enabled=true", "operator.replicaCount=3"])
+    assert names(on) == {"llmservices.ballast.dev"}  # a Lease needs no CRD (kopf peering did)

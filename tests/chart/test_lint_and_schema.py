@@ -28,7 +28,7 @@ def test_helm_lint_strict_passes(helm: Helm, values: list[Any]) -> None:
     [
         "replicaCount=2",  # top level: belongs under operator.
         "operator.replicas=2",
-        "operator.peering.enable=true",
+        "operator.leaderElection.enable=true",
         "gateway.service.typ=NodePort",
         "gateway.autoscaling.targetCPU=50",
         "crds.keepp=true",

@@ -1,5 +1,5 @@
 """The operator and gateway Deployments: restricted pod security, arguments the real CLI parses,
-probes on declared ports, image reference, peering and namespace scoping from values."""
+probes on declared ports, image reference, leader election and namespace scoping from values."""
 
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def test_single_operator_runs_standalone_and_points_status_at_the_gateway(
 ) -> None:
     args = container(default_objects, "operator")["args"]
     assert "--standalone" in args
-    assert not [a for a in args if a.startswith("--peering")]
+    assert not [a for a in args if a.startswith(("--leader-elect", "--lease"))]
     assert f"--gateway-endpoint=http://ballast-gateway.{NAMESPACE}.svc/v1" in args
     assert not [a for a in args if a.startswith("--namespace")]
     assert one(default_objects, "Service", "gateway")["metadata"]["name"] == "ballast-gateway"
@@ -104,14 +104,16 @@ def test_a_standalone_operator_is_replaced_not_rolled(default_objects: list[Obj]
     assert spec["strategy"] == {"type": "Recreate"}
 
 
-def test_two_operator_replicas_turn_on_peering_and_its_crds(helm: Helm) -> None:
+def test_two_operator_replicas_turn_on_leader_election_with_a_lease_role(helm: Helm) -> None:
     objects = helm.objects(set_=["operator.replicaCount=2"])
     assert "strategy" not in one(objects, "Deployment", "operator")["spec"]
     args = container(objects, "operator")["args"]
-    assert "--peering=ballast" in args
+    assert "--leader-elect" in args
+    assert "--lease-name=ballast-operator" in args
     assert "--standalone" not in args
-    crds = {o["metadata"]["name"] for o in of_kind(objects, "CustomResourceDefinition")}
-    assert {"clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"} <= crds
+    (role,) = [o for o in objects if o["kind"] == "Role"]
+    assert role["metadata"]["namespace"] == NAMESPACE  # the Lease lives beside the operator
+    assert {r for rule in role["rules"] for r in rule["resources"]} == {"leases"}
 
 
 def test_watch_namespaces_become_namespace_arguments(all_objects: list[Obj]) -> None:
@@ -177,7 +179,7 @@ def test_operator_settings_from_the_chart_args_match_the_values(all_objects: lis
 
     settings = settings_from(parse(container(all_objects, "operator")["args"]))
     assert settings.namespaces == ("ai", "team-b")
-    assert (settings.peering, settings.standalone) == ("llm-peering", False)
+    assert (settings.leader_election, settings.lease_name) == (True, "llm-lease")
     assert settings.metrics_port == 9191
     assert settings.liveness == "http://0.0.0.0:8181/healthz"
     assert settings.gateway_endpoint == "https://llm.example.com/v1"

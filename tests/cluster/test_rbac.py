@@ -33,7 +33,7 @@ UNDECLARED = (
     ("ballast.dev", "llmservices/finalizers", True),
 )
 # Cluster-scoped resources among the declared ones (the rest are namespaced).
-CLUSTER_SCOPED = {"namespaces", "customresourcedefinitions", "clusterkopfpeerings"}
+CLUSTER_SCOPED = {"namespaces", "customresourcedefinitions"}
 
 Key = tuple[str, str]
 

@@ -18,7 +18,7 @@ def parse(*argv: str) -> argparse.Namespace:
 
 def test_defaults_watch_every_namespace_standalone_metrics_on_9090() -> None:
     s = from_flags(env={})
-    assert (s.clusterwide, s.metrics_port, s.peering, s.priority) == (True, 9090, None, 0)
+    assert (s.clusterwide, s.metrics_port, s.leader_election) == (True, 9090, False)
     assert s.gateway_endpoint == DEFAULT_ENDPOINT
     assert s.probe_url_override == {}
 
@@ -45,17 +45,32 @@ def test_repeated_namespace_flags_and_all_namespaces() -> None:
         parse("-n", "a", "--all-namespaces")
 
 
-def test_peering_gets_a_random_priority_unless_one_is_given() -> None:
-    priorities = {from_flags(peering="ballast", env={}).priority for _ in range(5)}
-    assert len(priorities) > 1
-    assert all(p >= 1 for p in priorities)
-    assert from_flags(peering="ballast", priority=7, env={}).priority == 7
-    assert from_flags(peering="ballast", env={"BALLAST_PRIORITY": "9"}).priority == 9
+def test_leader_election_takes_a_lease_in_the_pods_namespace() -> None:
+    s = settings_from(parse("--leader-elect"))
+    assert s.leader_election
+    s = from_flags(leader_elect=True, env={"POD_NAMESPACE": "ballast-system"})
+    assert (s.lease_namespace, s.lease_name, s.lease_duration) == (
+        "ballast-system",
+        "ballast-operator",
+        15.0,
+    )
+    s = from_flags(env={"BALLAST_LEADER_ELECT": "true", "BALLAST_LEASE_NAME": "ops"})
+    assert (s.leader_election, s.lease_name) == (True, "ops")
 
 
-def test_peering_and_standalone_exclude_each_other() -> None:
+def test_the_old_peering_flags_still_start_leader_election_with_a_warning() -> None:
+    s = settings_from(parse("--peering", "llm", "--priority", "5"))
+    assert (s.leader_election, s.lease_name) == (True, "llm")
+    assert len(s.deprecated) == 2
+
+
+def test_leader_election_and_standalone_exclude_each_other() -> None:
     with pytest.raises(SettingsError, match="exclude"):
         from_flags(env={"BALLAST_PEERING": "x", "BALLAST_STANDALONE": "true"})
+    with pytest.raises(SettingsError, match="exclude"):
+        from_flags(leader_elect=True, standalone=True, env={})
+    with pytest.raises(SystemExit):
+        parse("--leader-elect", "--standalone")
 
 
 def test_probe_url_override_is_a_json_object_of_strings() -> None:

@@ -76,4 +76,5 @@ DEFAULT_KINDS: tuple[Kind, ...] = (
     Kind("ballast.dev", "v1alpha1", "llmservices", "LLMService", status=True, generation=True),
     Kind("kopf.dev", "v1", "clusterkopfpeerings", "ClusterKopfPeering", namespaced=False),
     Kind("kopf.dev", "v1", "kopfpeerings", "KopfPeering"),
+    Kind("coordination.k8s.io", "v1", "leases", "Lease"),
 )

@@ -80,14 +80,14 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end -}}
 {{- end }}
 
-{{/* Is kopf peering on? "true" or "". */}}
-{{- define "ballast.peering" -}}
-{{- if or .Values.operator.peering.enabled (gt (int .Values.operator.replicaCount) 1) }}true{{ end }}
+{{/* Is leader election on? "true" or "". */}}
+{{- define "ballast.leaderElection" -}}
+{{- if or .Values.operator.leaderElection.enabled (gt (int .Values.operator.replicaCount) 1) }}true{{ end }}
 {{- end }}
 
-{{/* Name of the kopf peering object. */}}
-{{- define "ballast.peeringName" -}}
-{{- default (include "ballast.fullname" .) .Values.operator.peering.name }}
+{{/* Name of the operator's leader-election Lease. */}}
+{{- define "ballast.leaseName" -}}
+{{- default (include "ballast.componentName" (list . "operator")) .Values.operator.leaderElection.leaseName }}
 {{- end }}
 
 {{/* The gateway's in-cluster URL, written into LLMService status.endpoint. */}}

@@ -17,16 +17,6 @@
   - get
   - list
   - watch
-- apiGroups:
-  - kopf.dev
-  resources:
-  - clusterkopfpeerings
-  verbs:
-  - get
-  - list
-  - watch
-  - create
-  - patch
 {{- end }}
 
 {{- define "ballast.rbac.operator.namespaced" -}}
@@ -109,16 +99,6 @@
   - events
   verbs:
   - create
-- apiGroups:
-  - kopf.dev
-  resources:
-  - kopfpeerings
-  verbs:
-  - get
-  - list
-  - watch
-  - create
-  - patch
 {{- end }}
 
 {{- define "ballast.rbac.gateway.cluster" -}}
@@ -147,4 +127,15 @@
   - get
   - list
   - watch
+{{- end }}
+
+{{- define "ballast.rbac.operator.leaderElection" -}}
+- apiGroups:
+  - coordination.k8s.io
+  resources:
+  - leases
+  verbs:
+  - get
+  - create
+  - update
 {{- end }}

@@ -1,18 +1,23 @@
 """Building and running one operator: kopf settings, login, background tasks, metrics server.
 
 :func:`run` is what ``ballast run`` calls. kopf is configured so that it keeps
-nothing of its own under ``status`` and no finalizer on LLMServices: progress and
-the last handled spec live in ``ballast.dev/*`` annotations, the operator has no
+nothing of its own under ``status`` and no finalizer on LLMServices: the last
+handled spec lives in a ``ballast.dev/*`` annotation, the operator has no
 deletion handler, daemon or timer (the health loop is one task for all objects),
 so deleting an LLMService takes as long as garbage collection and no longer.
+kopf always runs standalone: with several replicas, ``ballast run --leader-elect``
+starts kopf only in the replica holding the Lease (:mod:`.leader`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import urllib.parse
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -21,9 +26,8 @@ import kopf
 
 from ballast.controller.core import Controller
 from ballast.controller.events import Events
-from ballast.controller.kube import ApiError, KubeClient
+from ballast.controller.kube import KubeClient
 from ballast.controller.monitor import Monitor
-from ballast.controller.peering import PeeringGate
 from ballast.controller.probes import Prober, Secrets
 from ballast.controller.settings import Settings
 from ballast.naming import MANAGED_BY
@@ -93,7 +97,7 @@ class App:
     # -- lifecycle -----------------------------------------------------------------
 
     async def start(self, indices: dict[str, Any]) -> None:
-        """Attach kopf's indices and start the health loop, metrics server and peering gate."""
+        """Attach kopf's indices and start the health loop and the metrics server."""
         self.controller.services = indices["llmservices"]
         self.controller.children.indices = [indices[f"children_{k.plural}"] for k in MANAGED_KINDS]
         self._session = aiohttp.ClientSession(
@@ -110,22 +114,29 @@ class App:
             self.settings.probe_timeout,
         )
         self._spawn(Monitor(self.controller, prober).run(), "health loop")
-        if self.settings.peering:
-            gate = PeeringGate(
-                self.kube,
-                self.settings.peering,
-                self.settings.namespaces,
-                self.identity,
-                self.settings.priority,
-            )
-            await gate.ensure()
-            try:
-                self.controller.active = await gate.leading()
-            except ApiError as e:  # kopf's own peering still gates the handlers
-                logger.warning("cannot read peering %s, acting until it can: %s", gate.name, e)
-            self._spawn(gate.run(self.controller), "peering gate")
         if self.settings.metrics_port:
             await self._serve_metrics(self.settings.metrics_address, self.settings.metrics_port)
+
+    @contextlib.asynccontextmanager
+    async def standby_liveness(self) -> AsyncIterator[None]:
+        """Answer the liveness endpoint while waiting for the Lease (kopf serves it after)."""
+        if not self.settings.liveness:
+            yield
+            return
+        url = urllib.parse.urlsplit(self.settings.liveness)
+
+        async def alive(_: aiohttp.web.Request) -> aiohttp.web.Response:
+            return aiohttp.web.json_response({"standby": True})
+
+        web = aiohttp.web.Application()
+        web.router.add_get(url.path or "/", alive)
+        runner = aiohttp.web.AppRunner(web, access_log=None)
+        await runner.setup()
+        await aiohttp.web.TCPSite(runner, url.hostname, url.port or 80).start()
+        try:
+            yield
+        finally:
+            await runner.cleanup()
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.create_task(coro, name=name)

@@ -1,12 +1,11 @@
 """``ballast run``: flags, environment, and starting kopf (imported lazily: this module is light).
 
-Every flag has a ``BALLAST_*`` environment variable (the flag wins). Two replicas
-are safe with ``--peering NAME`` (kopf peering: the live replica with the highest
-``--priority`` acts, the others stand by; without ``--priority`` each replica
-picks a random one, because kopf pauses *every* replica that sees a peer with
-the same priority). Peering needs kopf's CRDs (ClusterKopfPeering, KopfPeering,
-group kopf.dev); the operator creates the peering object itself when missing.
-``--standalone`` runs without peering (one replica).
+Every flag has a ``BALLAST_*`` environment variable (the flag wins). Several
+replicas are safe with ``--leader-elect``: each waits for a ``coordination.k8s.io``
+Lease (``--lease-name`` in ``--lease-namespace``, default the pod's namespace)
+before it starts kopf, and the one holding it acts (see :mod:`.leader`). One
+replica runs without it (``--standalone``, the default). ``--peering NAME`` (kopf
+peering, before) still works: it turns leader election on with Lease NAME.
 """
 
 from __future__ import annotations
@@ -33,17 +32,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "comma-separated); default: every namespace",
     )
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
-    peering = parser.add_mutually_exclusive_group()
-    peering.add_argument(
-        "--peering",
-        metavar="NAME",
-        help="coordinate replicas through kopf peering object NAME (env BALLAST_PEERING)",
+    election = parser.add_mutually_exclusive_group()
+    election.add_argument(
+        "--leader-elect",
+        action="store_true",
+        help="act only while holding a Lease, for several replicas (env BALLAST_LEADER_ELECT)",
     )
-    peering.add_argument(
-        "--standalone", action="store_true", help="run without peering (env BALLAST_STANDALONE)"
+    election.add_argument(
+        "--standalone",
+        action="store_true",
+        help="one replica, no leader election: the default (env BALLAST_STANDALONE)",
+    )
+    election.add_argument("--peering", metavar="NAME", help=argparse.SUPPRESS)  # deprecated
+    parser.add_argument("--priority", type=int, help=argparse.SUPPRESS)  # deprecated, ignored
+    parser.add_argument(
+        "--lease-name",
+        metavar="NAME",
+        help="the Lease of --leader-elect (env BALLAST_LEASE_NAME, default ballast-operator)",
     )
     parser.add_argument(
-        "--priority", type=int, help="peering priority (env BALLAST_PRIORITY); default: random"
+        "--lease-namespace",
+        metavar="NS",
+        help="namespace of the Lease (env BALLAST_LEASE_NAMESPACE, default $POD_NAMESPACE)",
     )
     parser.add_argument(
         "--metrics-port",
@@ -87,6 +97,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
         metrics_port=args.metrics_port,
         metrics_address=args.metrics_address,
         liveness=args.liveness,
+        leader_elect=args.leader_elect,
+        lease_name=args.lease_name,
+        lease_namespace=args.lease_namespace,
         peering=args.peering,
         standalone=args.standalone,
         priority=args.priority,
@@ -106,9 +119,6 @@ def main(args: argparse.Namespace) -> int:
         return 2
     import kopf
 
-    from ballast.controller.app import App
-    from ballast.controller.handlers import register
-
     kopf.configure(
         verbose=settings.verbose,
         log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL,
@@ -118,22 +128,64 @@ def main(args: argparse.Namespace) -> int:
         # kopf logs every handler run at INFO; the operator logs what it changes itself.
         for name in ("kopf.objects", "kopf.activities", "aiohttp.access"):
             logging.getLogger(name).setLevel(logging.WARNING)
+    for flag in settings.deprecated:
+        logging.getLogger("ballast.controller").warning("deprecated flag: %s", flag)
+    return asyncio.run(_run(settings))
+
+
+async def _run(settings: Settings) -> int:
+    """Wait for the Lease (with leader election), then run kopf until stopped or the Lease is lost."""
+    import kopf
+
+    from ballast.controller.app import App
+    from ballast.controller.handlers import register
+    from ballast.controller.leader import Elector
+
     app = App(settings)
     registry = kopf.OperatorRegistry()
     register(registry, app)
     options: dict[str, Any] = {"clusterwide": settings.clusterwide}
     if settings.namespaces:
         options["namespaces"] = list(settings.namespaces)
-    asyncio.run(
-        kopf.operator(
+    elector: Elector | None = None
+    if settings.leader_election:
+        elector = Elector(
+            app.kube,
+            settings.lease_namespace,
+            settings.lease_name,
+            app.identity,
+            duration=settings.lease_duration,
+            renew_every=settings.lease_duration / 3,
+        )
+        async with app.standby_liveness():
+            await elector.acquire()
+    stop = asyncio.get_running_loop().create_future()
+    lost = False
+
+    async def hold(elector: Elector) -> None:
+        nonlocal lost
+        await elector.hold()
+        lost = True
+        app.controller.active = False  # stop background writes at once; kopf stops next
+        if not stop.done():
+            stop.set_result(None)
+
+    holding = asyncio.create_task(hold(elector)) if elector else None
+    try:
+        await kopf.operator(
             registry=registry,
             settings=app.kopf_settings,
             identity=cast(Any, app.identity),  # kopf's Identity is a NewType of str
-            standalone=settings.standalone or not settings.peering,
-            peering_name=settings.peering,
-            priority=settings.priority,
+            standalone=True,  # one replica acts: this one (leader election is ours, above)
             liveness_endpoint=settings.liveness,
+            stop_flag=stop,
             **options,
         )
-    )
-    return 0
+    finally:
+        if holding is not None:
+            holding.cancel()
+            await asyncio.gather(holding, return_exceptions=True)
+        if elector is not None and not lost:
+            await elector.release()
+        await app.kube.close()
+    return 1 if lost else 0

@@ -150,6 +150,10 @@ class KubeClient:
         path = kind.path(namespace, name, sub) + _MANAGER
         return await self.request("PATCH", path, body, MERGE_PATCH)
 
+    async def replace(self, kind: Kind, namespace: str | None, name: str, body: Obj) -> Obj:
+        """A PUT: the whole object, refused with 409 when its resourceVersion is stale."""
+        return await self.request("PUT", kind.path(namespace, name) + _MANAGER, body)
+
     async def delete(self, kind: Kind, namespace: str | None, name: str) -> bool:
         """Delete with background propagation; False when it was already gone."""
         options = {"propagationPolicy": "Background"}

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import json
 import os
-import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
 DEFAULT_ENDPOINT: Final = "http://ballast-gateway.ballast-system.svc/v1"
-PRIORITY_RANGE: Final = (1, 1_000_000)
+DEFAULT_LEASE: Final = "ballast-operator"
 
 
 class SettingsError(ValueError):
@@ -41,11 +40,16 @@ class Settings:
     metrics_address: str = "0.0.0.0"
     #: kopf's liveness endpoint, e.g. http://0.0.0.0:8081/healthz; None disables it.
     liveness: str | None = None
-    #: kopf peering object name; None with ``standalone`` runs without peering.
-    peering: str | None = None
-    standalone: bool = False
-    #: Peering priority: the live replica with the highest priority acts, the others wait.
-    priority: int = 0
+    #: Take a coordination.k8s.io Lease before acting (several replicas); see controller.leader.
+    leader_election: bool = False
+    #: Name of the Lease.
+    lease_name: str = DEFAULT_LEASE
+    #: Namespace of the Lease (the operator's own: POD_NAMESPACE).
+    lease_namespace: str = "default"
+    #: Seconds a Lease holder's claim lasts; a hard crash of the leader costs about this long.
+    lease_duration: float = 15.0
+    #: Deprecated flags that were given and are ignored (warned about at start).
+    deprecated: tuple[str, ...] = ()
     #: OpenAI base URL of the gateway, written into every LLMService's status.
     gateway_endpoint: str = DEFAULT_ENDPOINT
     #: Probes in flight at once, across all backends.
@@ -96,15 +100,6 @@ def parse_override(text: str | None) -> dict[str, str]:
     return {k: v.rstrip("/") for k, v in data.items()}
 
 
-def _priority(flag: int | None, env: str | None, peering: bool) -> int:
-    if flag is not None:
-        return flag
-    if env:
-        return int(_number("BALLAST_PRIORITY", env, 0))
-    # Same-priority kopf peers all pause, so replicas pick distinct random priorities.
-    return random.randint(*PRIORITY_RANGE) if peering else 0
-
-
 def from_flags(
     *,
     namespaces: list[str] | None = None,
@@ -112,6 +107,9 @@ def from_flags(
     metrics_port: int | None = None,
     metrics_address: str | None = None,
     liveness: str | None = None,
+    leader_elect: bool = False,
+    lease_name: str | None = None,
+    lease_namespace: str | None = None,
     peering: str | None = None,
     standalone: bool = False,
     priority: int | None = None,
@@ -128,10 +126,18 @@ def from_flags(
         names = [n.strip() for n in env.get("BALLAST_NAMESPACES", "").split(",") if n.strip()]
     if names and all_namespaces:
         raise SettingsError("--namespace and --all-namespaces exclude each other")
+    deprecated = []
     peering = peering or env.get("BALLAST_PEERING") or None
+    if peering:  # kopf peering was replaced by a Lease: the old flag names the Lease
+        deprecated.append("--peering (use --leader-elect --lease-name)")
+    if priority is not None or env.get("BALLAST_PRIORITY"):
+        deprecated.append("--priority (a Lease has no priorities)")
+    elect = leader_elect or _env_bool(env.get("BALLAST_LEADER_ELECT")) or bool(peering)
     standalone = standalone or _env_bool(env.get("BALLAST_STANDALONE"))
-    if peering and standalone:
-        raise SettingsError("--peering and --standalone exclude each other")
+    if elect and standalone:
+        raise SettingsError("--leader-elect (or --peering) and --standalone exclude each other")
+    lease = lease_name or env.get("BALLAST_LEASE_NAME") or peering or DEFAULT_LEASE
+    lease_ns = lease_namespace or env.get("BALLAST_LEASE_NAMESPACE") or env.get("POD_NAMESPACE")
     port = metrics_port if metrics_port is not None else env.get("BALLAST_METRICS_PORT")
     concurrency = probe_concurrency or env.get("BALLAST_PROBE_CONCURRENCY")
     fmt = log_format or env.get("BALLAST_LOG_FORMAT") or "json"
@@ -142,9 +148,11 @@ def from_flags(
         metrics_port=int(_number("--metrics-port", port, 9090)),
         metrics_address=metrics_address or env.get("BALLAST_METRICS_ADDRESS") or "0.0.0.0",
         liveness=liveness or env.get("BALLAST_LIVENESS") or None,
-        peering=peering,
-        standalone=standalone,
-        priority=_priority(priority, env.get("BALLAST_PRIORITY"), bool(peering)),
+        leader_election=elect,
+        lease_name=lease,
+        lease_namespace=lease_ns or "default",
+        lease_duration=_number("BALLAST_LEASE_DURATION", env.get("BALLAST_LEASE_DURATION"), 15.0),
+        deprecated=tuple(deprecated),
         gateway_endpoint=gateway_endpoint
         or env.get("BALLAST_GATEWAY_ENDPOINT")
         or DEFAULT_ENDPOINT,

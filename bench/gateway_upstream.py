@@ -7,7 +7,11 @@ upstream the issue's goals were calibrated with: a bare aiohttp pass-through in 
 it reaches about 27% of its throughput) and a raw asyncio protocol (``--raw``, with
 ``--uvloop``), several times faster, to show what the gateway costs in absolute terms.
 
-    python bench/gateway_upstream.py PORT [--raw] [--uvloop]
+``--delay-ms N`` (aiohttp only) waits N ms before each answer: a pod with work to do, and
+PORT may be a comma-separated list (aiohttp only): one process listening on each, like
+several pods on one machine; both for the pod-choice benchmark (``bench/gateway_pods.py``).
+
+    python bench/gateway_upstream.py PORT[,PORT...] [--raw] [--uvloop] [--delay-ms N]
 """
 
 from __future__ import annotations
@@ -108,11 +112,13 @@ async def serve(port: int) -> None:
         await server.serve_forever()
 
 
-def serve_aiohttp(port: int) -> None:
+def serve_aiohttp(ports: list[int], delay: float = 0.0) -> None:
     from aiohttp import web
 
     async def answer(request: web.Request) -> web.StreamResponse:
         body = await request.read()
+        if delay:
+            await asyncio.sleep(delay)
         if b'"stream":true' not in body.replace(b" ", b""):
             return web.Response(body=CHAT, content_type="application/json")
         out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -127,7 +133,15 @@ def serve_aiohttp(port: int) -> None:
 
     app = web.Application()
     app.router.add_post("/{path:.*}", answer)
-    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+    async def run() -> None:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        for port in ports:
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+        await asyncio.Event().wait()
+
+    asyncio.run(run())
 
 
 if __name__ == "__main__":
@@ -138,4 +152,5 @@ if __name__ == "__main__":
     if "--raw" in sys.argv:
         asyncio.run(serve(int(sys.argv[1])))
     else:
-        serve_aiohttp(int(sys.argv[1]))
+        ms = float(sys.argv[sys.argv.index("--delay-ms") + 1]) if "--delay-ms" in sys.argv else 0
+        serve_aiohttp([int(p) for p in sys.argv[1].split(",")], ms / 1000)

@@ -25,12 +25,15 @@ from ballast.routing import RouteBackend, RouteLoadBalancing
 log = logging.getLogger(__name__)
 
 ENDPOINTS, SERVICE = "endpoints", "service"
+LEAST_LOADED = LoadBalancingStrategy.LEAST_LOADED.value
 
 
 def affinity_key(
     lb: RouteLoadBalancing, doc: Mapping[str, Any], headers: Mapping[str, str]
 ) -> str | None:
     """The key that pins a request to a pod under ``lb``, or None (least loaded)."""
+    if lb.strategy == LEAST_LOADED:
+        return None
     strategy = lb.known_strategy
     if strategy is LoadBalancingStrategy.SESSION_HEADER and lb.header:
         return headers.get(lb.header) or None

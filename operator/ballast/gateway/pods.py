@@ -20,7 +20,7 @@ import bisect
 import hashlib
 import math
 import random
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from yarl import URL
@@ -95,21 +95,22 @@ class Pod:
         return True
 
 
-def available(pods: Sequence[Pod], tried: Iterable[Pod], now: float) -> list[Pod]:
+def available(pods: Sequence[Pod], tried: Sequence[Pod], now: float) -> Sequence[Pod]:
     """Pods a new attempt may use: not tried by this request, and not ejected unless every
     untried pod is (then all of them: a backend never loses every pod to ejection)."""
-    skip = set(map(id, tried))
-    untried = [p for p in pods if id(p) not in skip]
-    healthy = [p for p in untried if not p.ejected(now)]
+    untried = [p for p in pods if p not in tried] if tried else pods
+    healthy = [p for p in untried if p.ejected_until <= now]
     return healthy or untried
 
 
 def least_loaded(pods: Sequence[Pod], rng: random.Random) -> Pod:
     """Power of two choices on requests in flight (``pods`` must not be empty)."""
-    if len(pods) == 1:
+    n = len(pods)
+    if n == 1:
         return pods[0]
-    a, b = rng.sample(range(len(pods)), 2)
-    first, second = pods[a], pods[b]
+    i = int(rng.random() * n)
+    j = int(rng.random() * (n - 1))
+    first, second = pods[i], pods[j + 1 if j >= i else j]
     return second if second.in_flight < first.in_flight else first
 
 

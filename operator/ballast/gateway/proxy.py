@@ -90,7 +90,7 @@ class Proxy:
             )
         self.metrics.in_flight += 1
         try:
-            key = affinity_key(route.table.balancing, parsed.doc, request.headers)
+            key = affinity_key(route.balancing, parsed.doc, request.headers)
             ctx = Context(request, parsed, route, request.path[3:], start, key)
             return await self._serve(ctx)
         finally:
@@ -169,7 +169,7 @@ class Proxy:
             pod = None
             if pods is not None:
                 pod = self.balancer.choose(
-                    table.model, backend.name, pods, table.balancing, ctx.key, tried
+                    table.model, backend.name, pods, ctx.route.balancing, ctx.key, tried
                 )
                 if pod is None:  # every ready pod tried: the next backend
                     self._verdict(breaker, admission, failures[-1])

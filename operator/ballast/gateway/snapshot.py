@@ -18,7 +18,7 @@ from types import MappingProxyType
 from yarl import URL
 
 from ballast.gateway.strategy import Router
-from ballast.routing import RouteBackend, RoutingTable
+from ballast.routing import RouteBackend, RouteLoadBalancing, RoutingTable
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +34,13 @@ class Route:
     router: Router
     #: backend name -> forwarded path -> upstream URL
     urls: Mapping[str, Mapping[str, URL]]
+    #: The table's pod choice, defaults filled in.
+    balancing: RouteLoadBalancing
 
     @classmethod
     def build(cls, table: RoutingTable) -> Route:
         urls = {b.name: _urls(b) for b in table.backends}
-        return cls(table, Router(table), MappingProxyType(urls))
+        return cls(table, Router(table), MappingProxyType(urls), table.balancing)
 
 
 def _urls(backend: RouteBackend) -> Mapping[str, URL]:

@@ -106,3 +106,19 @@ def test_status_json_is_camel_case_without_nulls() -> None:
         "conditions",
         "backends",
     }
+
+
+def test_in_route_is_where_the_gateway_sends_requests_including_try_all() -> None:
+    down = BackendHealth(ever_healthy=True, reason="ProbeFailed", message="HTTP 503")
+    up = BackendHealth(healthy=True, ever_healthy=True)
+
+    def routed(policy: str, **backends: BackendHealth) -> tuple[list[bool], str]:
+        svc = make_llmservice(vllm(), external(), fallback={"whenAllUnhealthy": policy})
+        status = observed(svc, health(**backends), 1, ENDPOINT)
+        return [b.in_route for b in status.backends], status.backends_in_route
+
+    # One healthy backend: only it takes requests, under either policy.
+    assert routed("tryAll", primary=down, cloud=up) == ([False, True], "1/2")
+    # None healthy: tryAll sends requests to every backend, reject to none.
+    assert routed("tryAll", primary=down, cloud=down) == ([True, True], "2/2")
+    assert routed("reject", primary=down, cloud=down) == ([False, False], "0/2")

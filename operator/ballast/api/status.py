@@ -65,7 +65,11 @@ class BackendStatus(StatusModel):
     replicas: int = Field(default=0, description="Pods that exist (0 for external backends).")
     ready_replicas: int = Field(default=0, description="Pods that are Ready.")
     healthy: bool = Field(default=False, description="Probes say it can serve (with hysteresis).")
-    in_route: bool = Field(default=False, description="The gateway sends it traffic.")
+    in_route: bool = Field(
+        default=False,
+        description="The gateway sends it requests: it is healthy, or no backend is and "
+        "fallback.whenAllUnhealthy is tryAll.",
+    )
     message: str = Field(default="", description="Why it is unhealthy or out of the route.")
 
 
@@ -85,7 +89,7 @@ class LLMServiceStatus(StatusModel):
         default=None, description="OpenAI-compatible base URL of the gateway serving this model."
     )
     backends_in_route: str | None = Field(
-        default=None, description='Backends in the route out of all, e.g. "2/3".'
+        default=None, description='Backends the gateway sends requests to, out of all, e.g. "2/3".'
     )
     conditions: list[Condition] = Field(
         default_factory=list,

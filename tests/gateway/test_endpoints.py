@@ -210,3 +210,53 @@ def test_slices_parse_readiness_like_kubernetes() -> None:
     pods = endpoints.pods(ServiceRef(namespace="ai", name="svc"))
     assert pods is not None
     assert [p.address for p in pods.pods] == ["10.0.0.1:8000"]
+
+
+def test_pod_metrics_follow_the_slices() -> None:
+    endpoints = Endpoints()
+    endpoints.set_readable(None, True)
+    obj = {
+        "addressType": "IPv4",
+        "metadata": {
+            "namespace": "ai",
+            "name": "s",
+            "labels": {"kubernetes.io/service-name": "svc"},
+        },
+        "ports": [{"name": "http", "port": 8000}],
+        "endpoints": [{"addresses": ["10.0.0.1"], "targetRef": {"name": "pod-a"}}],
+    }
+    endpoints.apply("ADDED", obj)
+    pods = endpoints.pods(ServiceRef(namespace="ai", name="svc"))
+    assert pods is not None
+    pods.pods[0].start()
+    assert list(endpoints.rows()) == [("ai", "svc", "pod-a", 1, 1)]
+    endpoints.apply("DELETED", obj)  # no request since: the rows still drop the pod
+    assert list(endpoints.rows()) == []
+
+
+async def test_session_header_pins_a_session_to_one_pod(
+    kube: FakeKube, backend: BackendFactory, started: list[GatewayUnderTest]
+) -> None:
+    service, pods = await backend("service"), await fleet(backend, 4)
+    primary = backend_row("primary", service.url, service=SERVICE)
+    lb = {"strategy": "sessionHeader", "header": "X-Session-Id"}
+    tbl = table("chat", [primary]) | {"loadBalancing": lb}
+    await kube.put_configmap("ai", "chat-routes", routes(tbl), {ROUTES_LABEL: "true"})
+    await publish(kube, pods)
+    gw = await start(kube, started)
+    await until_pods(gw, 4)
+    client = async_client(gw)
+    for session in range(12):  # one at a time: nothing in flight, so no spill
+        for _ in range(5):
+            await client.chat.completions.create(
+                model="chat", messages=MESSAGES, extra_headers={"X-Session-Id": f"s{session}"}
+            )
+    sessions = {
+        p.name: {v for s in p.seen for k, v in s.headers.items() if k.lower() == "x-session-id"}
+        for p in pods
+    }
+    owners = [name for name, ss in sessions.items() for _ in ss]
+    assert len(owners) == 12  # each session on exactly one pod
+    assert sum(1 for ss in sessions.values() if ss) >= 2  # and sessions spread over pods
+    assert gw.sample("ballast_gateway_affinity_total", model="chat", backend="primary",
+                     result="hit") == 60  # fmt: skip

@@ -132,8 +132,15 @@ class Endpoints:
             del self._sets[key]
 
     def rows(self) -> Iterator[tuple[str, str, str, int, int]]:
-        """(namespace, service, pod, requests, in flight) of every pod listed now."""
+        """(namespace, service, pod, requests, in flight) of every pod listed now (pod sets
+        whose slices changed since the last request are brought up to date first)."""
+        for key in list(self._known):
+            self.pods(ServiceRef(namespace=key[0], name=key[1], port_name=key[2]))
+            if not self._known[key]:
+                del self._known[key]
         for (namespace, service, _), pods in self._known.items():
+            if not self.readable(namespace):
+                continue
             for p in pods.values():
                 yield namespace, service, p.name, p.requests, p.in_flight
 

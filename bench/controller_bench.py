@@ -6,9 +6,10 @@ backends, and measures:
 
 1. requests the operator makes to converge one new 3-backend LLMService (goal <= 15);
 2. writes of a no-op reconcile: an operator restart over converged services
-   (kopf resumes every one), and a metadata-only edit (goal 0 by Ballast);
+   (kopf resumes every one; the minute after it), and a metadata-only edit (goal 0 by Ballast);
 3. time and requests to converge 100 new LLMServices;
-4. the operator's resident memory with 1,000 LLMServices (goal <= 250 MB).
+4. the operator's resident memory with no, 100 and 1,000 LLMServices, and after a restart
+   over 1,000 (goal <= 150 MB, and no higher after a restart).
 
 Usage: ``.venv/bin/python bench/controller_bench.py [--services 100] [--rss-services 1000]
 [--json FILE]``. Requests are counted from the emulator's request log (User-Agent
@@ -157,13 +158,15 @@ async def one_service(workdir: Path) -> dict[str, Any]:
         return result
 
 
-async def many(workdir: Path, count: int, measure_restart: bool) -> dict[str, Any]:
+async def many(workdir: Path, count: int, restart_window: float) -> dict[str, Any]:
+    """Converge ``count`` services; then restart the operator and watch ``restart_window`` s."""
     async with emulated(workdir) as cluster:
         names = [f"svc-{i:04d}" for i in range(count)]
         await idle(cluster)
         operator = cluster.operator
         if operator is None or operator.process is None:
             raise RuntimeError("the operator is not running")
+        rss_empty, _ = rss_mb(operator.process.pid)
         cpu = cpu_seconds(operator.process.pid)
         start = len(cluster.api.requests)
         wall = time.monotonic()
@@ -179,18 +182,25 @@ async def many(workdir: Path, count: int, measure_restart: bool) -> dict[str, An
             "wall_seconds": round(time.monotonic() - wall, 1),
             "requests": len(requests),
             "requests_per_service": round(len(requests) / count, 1),
+            "rss_mb_no_services": round(rss_empty, 1),
             "rss_mb": round(rss, 1),
             "peak_rss_mb": round(peak, 1),
             "operator_cpu_seconds": round(cpu, 1),
             "objects": sum(1 for k in cluster.store.kinds.values() for _ in cluster.store.items(k)),
         }
-        if measure_restart:
-            await operator.stop()
-            start = len(cluster.api.requests)
-            await operator.start()
-            await asyncio.sleep(10)
-            result["restart_writes"] = len([r for r in cluster.api.writes(start) if by_operator(r)])
-            result["restart_requests"] = summary(operator_requests(cluster, start))
+        await operator.stop()
+        start = len(cluster.api.requests)
+        await operator.start()
+        await asyncio.sleep(restart_window)
+        await idle(cluster)
+        if operator.process is None:
+            raise RuntimeError("the operator is not running")
+        after, after_peak = rss_mb(operator.process.pid)
+        result["restart_window_seconds"] = restart_window
+        result["restart_writes"] = len([r for r in cluster.api.writes(start) if by_operator(r)])
+        result["restart_requests"] = summary(operator_requests(cluster, start))
+        result["rss_mb_after_restart"] = round(after, 1)
+        result["peak_rss_mb_after_restart"] = round(after_peak, 1)
         return result
 
 
@@ -203,11 +213,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         results["one_new_3_backend_service"] = await one_service(root / "one")
         print(json.dumps(results, indent=2), flush=True)
         if args.services:
-            results[f"{args.services}_services"] = await many(root / "many", args.services, True)
+            results[f"{args.services}_services"] = await many(root / "many", args.services, 60)
             print(json.dumps(results, indent=2), flush=True)
         if args.rss_services:
             results[f"{args.rss_services}_services"] = await many(
-                root / "rss", args.rss_services, False
+                root / "rss", args.rss_services, 10
             )
     return results
 

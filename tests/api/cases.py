@@ -29,10 +29,115 @@ class Case:
     path: str = ""
 
 
+def _invalid_cache(b0: str, cached: Obj, llama: Obj, mine: Obj) -> list[Case]:
+    """``cache``, ``volumes`` and ``volumeMounts``: each invalid case names its field."""
+    return [
+        Case("cache-without-size", llmservice_obj(vllm(cache={})), f"{b0}.cache.size"),
+        Case(
+            "cache-size-and-existing-claim",
+            llmservice_obj(vllm(cache={"size": "1Gi", "existingClaim": "models"})),
+            f"{b0}.cache.size",
+        ),
+        Case(
+            "cache-existing-claim-with-class",
+            llmservice_obj(vllm(cache={"existingClaim": "models", "storageClassName": "fast"})),
+            f"{b0}.cache.existingClaim",
+        ),
+        Case(
+            "cache-access-mode-unknown",
+            llmservice_obj(vllm(cache={**cached, "accessMode": "ReadOnlyMany"})),
+            f"{b0}.cache.accessMode",
+        ),
+        Case(
+            "cache-size-not-quantity",
+            llmservice_obj(vllm(cache={"size": "lots"})),
+            f"{b0}.cache.size",
+        ),
+        Case(
+            "cache-revision-spaces",
+            llmservice_obj(vllm(cache={**cached, "revision": "my branch"})),
+            f"{b0}.cache.revision",
+        ),
+        Case(
+            "cache-token-without-key",
+            llmservice_obj(vllm(cache={**cached, "tokenSecretRef": {"name": "hf"}})),
+            f"{b0}.cache.tokenSecretRef.key",
+        ),
+        Case(
+            "cache-on-external",
+            llmservice_obj(external(priority=0, cache=cached)),
+            f"{b0}.cache",
+        ),
+        Case(
+            "cache-of-a-path",
+            llmservice_obj(llama | {"model": "/models/x.gguf", "cache": cached}),
+            f"{b0}.cache",
+        ),
+        Case(
+            "cache-of-a-bare-gguf",
+            llmservice_obj(llama | {"model": "x.gguf", "cache": cached}),
+            f"{b0}.cache",
+        ),
+        Case(
+            "cache-of-a-url-for-vllm",
+            llmservice_obj(vllm(model="https://h/x.gguf", cache=cached)),
+            f"{b0}.cache",
+        ),
+        Case(
+            "mount-of-unknown-volume",
+            llmservice_obj(vllm(volumeMounts=[{"name": "mine", "mountPath": "/mine"}])),
+            f"{b0}.volumeMounts",
+        ),
+        Case(
+            "volume-reserved-name",
+            llmservice_obj(vllm(volumes=[{**mine, "name": "model-cache"}])),
+            f"{b0}.volumes",
+        ),
+        Case(
+            "volume-duplicate-name",
+            llmservice_obj(vllm(volumes=[mine, mine])),
+            f"{b0}.volumes",
+        ),
+        Case(
+            "volume-without-name",
+            llmservice_obj(vllm(volumes=[{"emptyDir": {}}])),
+            f"{b0}.volumes[0]",
+        ),
+        Case(
+            "mount-reserved-path",
+            llmservice_obj(
+                vllm(volumes=[mine], volumeMounts=[{"name": "mine", "mountPath": "/tmp"}])
+            ),
+            f"{b0}.volumeMounts",
+        ),
+        Case(
+            "mount-under-reserved-path",
+            llmservice_obj(
+                vllm(volumes=[mine], volumeMounts=[{"name": "mine", "mountPath": "/ballast/x"}])
+            ),
+            f"{b0}.volumeMounts",
+        ),
+        Case(
+            "mount-without-path",
+            llmservice_obj(vllm(volumes=[mine], volumeMounts=[{"name": "mine"}])),
+            f"{b0}.volumeMounts[0]",
+        ),
+        Case(
+            "volumes-on-external",
+            llmservice_obj(external(priority=0, volumes=[mine])),
+            f"{b0}.volumes",
+        ),
+    ]
+
+
 def _invalid() -> list[Case]:
     b0 = "spec.backends[0]"
     many = [vllm(f"b{i}") for i in range(17)]
+    cached = {"size": "20Gi"}
+    llama = backend("llamacpp")
+    mine = {"name": "mine", "persistentVolumeClaim": {"claimName": "x"}}
     return [
+        *_invalid_cache(b0, cached, llama, mine),
         Case("no-backends", llmservice_obj(*[]) | {"spec": {"backends": []}}, "spec.backends"),
         Case("17-backends", llmservice_obj(*many), "spec.backends"),
         Case("duplicate-names", llmservice_obj(vllm("a"), vllm("a")), "spec.backends"),
@@ -262,6 +367,46 @@ def _invalid() -> list[Case]:
 def _valid() -> list[Case]:
     return [
         Case("default", llmservice_obj()),
+        Case(
+            "cache-full",
+            llmservice_obj(
+                vllm(
+                    cache={
+                        "size": "40Gi",
+                        "storageClassName": "fast.example.com",
+                        "accessMode": "ReadWriteOnce",
+                        "revision": "0123abcd",
+                        "tokenSecretRef": {"name": "hf", "key": "token"},
+                    }
+                )
+            ),
+        ),
+        Case("cache-existing-claim", llmservice_obj(vllm(cache={"existingClaim": "models"}))),
+        Case(
+            "cache-every-engine",
+            llmservice_obj(
+                vllm(cache={"size": 1}),
+                backend("tgi", cache={"size": "1Gi"}),
+                backend("ollama", cache={"size": "1Gi"}),
+                backend("llamacpp", cache={"size": "1Gi"}),
+                backend("llamacpp", "url", model="https://h/m.gguf", cache={"size": "1Gi"}),
+            ),
+        ),
+        Case(
+            "own-volumes",
+            llmservice_obj(
+                vllm(
+                    volumes=[
+                        {"name": "mine", "persistentVolumeClaim": {"claimName": "x"}},
+                        {"name": "templates", "configMap": {"name": "t"}},
+                    ],
+                    volumeMounts=[
+                        {"name": "mine", "mountPath": "/mine", "readOnly": True},
+                        {"name": "templates", "mountPath": "/templates/chat", "subPath": "c"},
+                    ],
+                )
+            ),
+        ),
         Case("single-vllm", llmservice_obj(vllm())),
         Case(
             "external-only",

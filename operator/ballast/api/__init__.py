@@ -10,6 +10,7 @@ from ballast.api.balancing import (
     LoadBalancing,
     LoadBalancingStrategy,
 )
+from ballast.api.cache import CACHE_MOUNT_PATH, CACHE_VOLUME, Cache, CacheAccessMode
 from ballast.api.resource import (
     API_VERSION,
     GROUP,
@@ -36,11 +37,20 @@ from ballast.api.spec import (
     Scaling,
     WhenAllUnhealthy,
 )
-from ballast.api.status import BackendStatus, Condition, LLMServiceStatus, Phase
+from ballast.api.status import (
+    BackendStatus,
+    CacheState,
+    CacheStatus,
+    Condition,
+    LLMServiceStatus,
+    Phase,
+)
 from ballast.api.types import EnvVar, Resources, SecretKeyRef
 
 __all__ = [
     "API_VERSION",
+    "CACHE_MOUNT_PATH",
+    "CACHE_VOLUME",
     "DEFAULT_LOAD_FACTOR",
     "DEFAULT_PREFIX_CHARS",
     "GROUP",
@@ -51,6 +61,10 @@ __all__ = [
     "VERSION",
     "Backend",
     "BackendStatus",
+    "Cache",
+    "CacheAccessMode",
+    "CacheState",
+    "CacheStatus",
     "CircuitBreaker",
     "Condition",
     "Engine",

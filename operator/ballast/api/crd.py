@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from ballast.api.balancing import LoadBalancing
+from ballast.api.cache import Cache
 from ballast.api.resource import API_VERSION, GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION
 from ballast.api.rules import Scope, rules_for
 from ballast.api.spec import Backend, LLMServiceSpec, Metric, Scaling
@@ -29,6 +30,7 @@ _RULE_SCOPES: dict[str, Scope] = {
     Metric.__name__: "metric",
     LLMServiceSpec.__name__: "spec",
     LoadBalancing.__name__: "loadBalancing",
+    Cache.__name__: "cache",
 }
 
 #: Defaults pydantic cannot put into a JSON schema (factories); the API server applies them.

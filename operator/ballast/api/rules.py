@@ -10,11 +10,12 @@ case. The predicates take the camelCase JSON the API server sees, never models.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Scope = Literal["spec", "backend", "scaling", "metric", "loadBalancing"]
+Scope = Literal["spec", "backend", "scaling", "metric", "loadBalancing", "cache"]
 
 #: Fields that only make sense for a backend that runs pods.
 POD_FIELDS: tuple[str, ...] = (
@@ -28,7 +29,15 @@ POD_FIELDS: tuple[str, ...] = (
     "runtimeClassName",
     "replicas",
     "scaling",
+    "cache",
+    "volumes",
+    "volumeMounts",
 )
+
+#: Volume names Ballast's own pods use (engine scratch space, the model cache).
+RESERVED_VOLUME_NAMES: tuple[str, ...] = ("home", "tmp", "shm", "data", "model-cache")
+#: Mount paths Ballast's own pods use; nothing may be mounted at or under them.
+RESERVED_MOUNT_PATHS: tuple[str, ...] = ("/home/ballast", "/tmp", "/dev/shm", "/data", "/ballast")
 
 
 @dataclass(frozen=True)
@@ -187,6 +196,141 @@ RULES: tuple[Rule, ...] = (
 )
 
 
+def _path_model(model: str) -> bool:
+    """A model that names a file already in the container (nothing to download)."""
+    return not _URL.match(model) and (
+        model.startswith(("/", "./", "../")) or model.endswith(".gguf")
+    )
+
+
+_URL = re.compile(r"^https?://")
+
+
+def _mounts_declared(b: Mapping[str, Any]) -> bool:
+    names = {v.get("name") for v in b.get("volumes") or ()}
+    return all(m.get("name") in names for m in b.get("volumeMounts") or ())
+
+
+def _reserved_path(path: str) -> bool:
+    return any(path == p or path.startswith(p.rstrip("/") + "/") for p in RESERVED_MOUNT_PATHS)
+
+
+def _cel_list(items: Sequence[str]) -> str:
+    return "[" + ", ".join(f"'{i}'" for i in items) + "]"
+
+
+_RESERVED_PATH_CEL = " || ".join(
+    f"m.mountPath == '{p}' || m.mountPath.startsWith('{p}/')" for p in RESERVED_MOUNT_PATHS
+)
+
+#: ``backends[].cache`` and the backend's own volumes.
+CACHE_RULES: tuple[Rule, ...] = (
+    Rule(
+        scope="cache",
+        cel="has(self.size) != has(self.existingClaim)",
+        message=(
+            "cache needs size (for the claim Ballast creates) or existingClaim (your own claim, "
+            "whose size applies), exactly one"
+        ),
+        field=".size",
+        check=lambda c: ("size" in c) != ("existingClaim" in c),
+        reason="CacheClaim",
+    ),
+    Rule(
+        scope="cache",
+        cel="!has(self.existingClaim) || (!has(self.storageClassName) && !has(self.accessMode))",
+        message=(
+            "storageClassName and accessMode are for the claim Ballast creates; with "
+            "existingClaim your claim's own apply: remove them"
+        ),
+        field=".existingClaim",
+        check=lambda c: (
+            "existingClaim" not in c or ("storageClassName" not in c and "accessMode" not in c)
+        ),
+        reason="CacheClaim",
+    ),
+    Rule(
+        scope="backend",
+        cel=(
+            "!has(self.cache) || self.model.matches('^https?://') || !(self.model.startsWith('/') "
+            "|| self.model.startsWith('./') || self.model.startsWith('../') "
+            "|| self.model.endsWith('.gguf'))"
+        ),
+        message=(
+            "cache downloads the model: model must be a Hugging Face id, an Ollama tag or an "
+            "http(s) URL, not a file already in the container"
+        ),
+        field=".cache",
+        check=lambda b: "cache" not in b or not _path_model(str(b.get("model", ""))),
+        reason="CacheNeedsDownload",
+    ),
+    Rule(
+        scope="backend",
+        cel="!has(self.cache) || !self.model.matches('^https?://') || self.engine == 'llamacpp'",
+        message="a cached model URL (a GGUF file) is only for engine llamacpp",
+        field=".cache",
+        check=lambda b: (
+            "cache" not in b
+            or not _URL.match(str(b.get("model", "")))
+            or b.get("engine") == "llamacpp"
+        ),
+        reason="CacheNeedsDownload",
+    ),
+    Rule(
+        scope="backend",
+        cel=(
+            "!has(self.volumeMounts) || self.volumeMounts.all(m, has(self.volumes) && "
+            "self.volumes.exists(v, v.name == m.name))"
+        ),
+        message="every volumeMounts[].name must name one of the backend's volumes",
+        field=".volumeMounts",
+        check=_mounts_declared,
+        reason="UnknownVolume",
+    ),
+    Rule(
+        scope="backend",
+        cel="!has(self.volumes) || self.volumes.all(v, self.volumes.exists_one(w, w.name == v.name))",
+        message="volume names must be unique",
+        field=".volumes",
+        check=lambda b: (
+            len({v.get("name") for v in b.get("volumes") or ()}) == len(b.get("volumes") or ())
+        ),
+        reason="DuplicateVolume",
+    ),
+    Rule(
+        scope="backend",
+        cel=f"!has(self.volumes) || self.volumes.all(v, !(v.name in {_cel_list(RESERVED_VOLUME_NAMES)}))",
+        message=(
+            "volume names "
+            + ", ".join(RESERVED_VOLUME_NAMES)
+            + " are Ballast's own (engine scratch space and the model cache): rename yours"
+        ),
+        field=".volumes",
+        check=lambda b: all(
+            v.get("name") not in RESERVED_VOLUME_NAMES for v in b.get("volumes") or ()
+        ),
+        reason="ReservedVolume",
+    ),
+    Rule(
+        scope="backend",
+        cel=f"!has(self.volumeMounts) || self.volumeMounts.all(m, !({_RESERVED_PATH_CEL}))",
+        message=(
+            "mount paths "
+            + ", ".join(RESERVED_MOUNT_PATHS)
+            + " (and below them) are Ballast's own (HOME, scratch space, the model cache): "
+            "mount yours elsewhere"
+        ),
+        field=".volumeMounts",
+        check=lambda b: (
+            not any(
+                _reserved_path(str(m.get("mountPath", ""))) for m in b.get("volumeMounts") or ()
+            )
+        ),
+        reason="ReservedMountPath",
+    ),
+)
+
+
 def _strategy(lb: Mapping[str, Any]) -> str:
     return str(lb.get("strategy", "leastLoaded"))
 
@@ -227,7 +371,7 @@ LOAD_BALANCING_RULES: tuple[Rule, ...] = (
     ),
 )
 
-RULES = RULES + LOAD_BALANCING_RULES
+RULES = RULES + LOAD_BALANCING_RULES + CACHE_RULES
 
 
 def rules_for(scope: Scope) -> tuple[Rule, ...]:

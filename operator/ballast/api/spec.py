@@ -14,6 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BeforeValidator, Field, StringConstraints, WithJsonSchema
 
 from ballast.api.balancing import LoadBalancing
+from ballast.api.cache import Cache, Volume, VolumeMount
 from ballast.api.ruled import RuledModel
 from ballast.api.rules import Scope
 from ballast.api.types import (
@@ -218,6 +219,21 @@ class Backend(RuledModel):
     )
     health: Health | None = Field(
         default=None, description="Health checking; unset fields come from the engine."
+    )
+    cache: Cache | None = Field(
+        default=None,
+        description=(
+            "Download the model once per revision into a volume and serve every replica from "
+            "it, read-only and offline. No serving pod starts until the cache is filled."
+        ),
+    )
+    volumes: Annotated[list[Volume], Field(max_length=16)] | None = Field(
+        default=None,
+        description="core/v1 Volumes of your own for the engine pods (names must not be Ballast's own).",
+    )
+    volume_mounts: Annotated[list[VolumeMount], Field(max_length=16)] | None = Field(
+        default=None,
+        description="core/v1 VolumeMounts of those volumes into the engine container.",
     )
 
     @property

@@ -25,7 +25,7 @@ class Phase(StrEnum):
     FAILED = "Failed"
 
 
-ConditionType = Literal["Ready", "Available", "Progressing", "Degraded"]
+ConditionType = Literal["Ready", "Available", "Progressing", "Degraded", "CacheReady"]
 
 
 class StatusModel(ApiModel):
@@ -57,6 +57,33 @@ class Condition(StatusModel):
     )
 
 
+class CacheState(StrEnum):
+    """Where a backend's model cache stands (also the CacheReady condition's reasons)."""
+
+    CLAIM_PENDING = "ClaimPending"
+    DOWNLOADING = "Downloading"
+    READY = "Ready"
+    DOWNLOAD_FAILED = "DownloadFailed"
+
+
+class CacheStatus(StatusModel):
+    """The model cache of one backend: what its pods serve, or what is being filled."""
+
+    key: str = Field(description="Cache key: a digest of engine, model and requested revision.")
+    claim: str = Field(description="The PersistentVolumeClaim holding the cache directory.")
+    state: CacheState = Field(description="ClaimPending, Downloading, Ready or DownloadFailed.")
+    revision: str | None = Field(
+        default=None, description="The commit the directory holds (resolved once by the loader)."
+    )
+    bytes: int | None = Field(default=None, description="Bytes in the cache directory.")
+    ready_since: str | None = Field(
+        default=None,
+        description="When the loader finished (RFC 3339).",
+        json_schema_extra={"format": "date-time"},
+    )
+    message: str = Field(default="", description="The loader's message when it failed.")
+
+
 class BackendStatus(StatusModel):
     """What the controller observes of one backend."""
 
@@ -71,6 +98,9 @@ class BackendStatus(StatusModel):
         "fallback.whenAllUnhealthy is tryAll.",
     )
     message: str = Field(default="", description="Why it is unhealthy or out of the route.")
+    cache: CacheStatus | None = Field(
+        default=None, description="The model cache, for a backend with spec cache."
+    )
 
 
 class LLMServiceStatus(StatusModel):
@@ -93,7 +123,7 @@ class LLMServiceStatus(StatusModel):
     )
     conditions: list[Condition] = Field(
         default_factory=list,
-        description="Ready, Available, Progressing and Degraded.",
+        description="Ready, Available, Progressing and Degraded, and CacheReady when a backend has a cache.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     backends: list[BackendStatus] = Field(

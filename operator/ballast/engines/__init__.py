@@ -33,14 +33,21 @@ def info(engine: Engine) -> EngineInfo:
 
 
 def launch(
-    engine: Engine, model: str, served_model_name: str, user_args: tuple[str, ...] = ()
+    engine: Engine,
+    model: str,
+    served_model_name: str,
+    user_args: tuple[str, ...] = (),
+    cache_dir: str | None = None,
 ) -> Launch:
-    """How ``engine``'s container starts; ValueError for an external engine (no pods)."""
+    """How ``engine``'s container starts; ValueError for an external engine (no pods).
+
+    ``cache_dir``: the model is in this (read-only) directory, filled by the cache loader.
+    """
     try:
         launcher = _LAUNCH[engine]
     except KeyError:
         raise ValueError(f"engine {engine.value} runs no pods") from None
-    return launcher(model, served_model_name, user_args)
+    return launcher(model, served_model_name, user_args, cache_dir)
 
 
 __all__ = ["EngineInfo", "InitStep", "Launch", "Scratch", "info", "launch"]

@@ -74,8 +74,12 @@ class Launch:
     init: InitStep | None = None
 
 
-#: ``launch(model, served_model_name, user_args) -> Launch``
-Launcher = Callable[[str, str, tuple[str, ...]], Launch]
+#: ``launch(model, served_model_name, user_args, cache_dir) -> Launch``; ``cache_dir`` is the
+#: directory the model cache is mounted at (read-only, filled by the loader) or None.
+Launcher = Callable[[str, str, tuple[str, ...], str | None], Launch]
+
+#: Environment of a serving pod that reads a filled cache: never reach the hub.
+OFFLINE_ENV: Env = (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"))
 
 
 @dataclass(frozen=True)

@@ -47,9 +47,29 @@ def model_flag(model: str) -> str:
     return "--hf-repo"
 
 
-def launch(model: str, served_model_name: str, user_args: tuple[str, ...]) -> Launch:
-    """llama-server's arguments for ``model`` served as ``served_model_name``."""
+#: The file the cache loader links to the GGUF it downloaded.
+CACHED_FILE = "model.gguf"
+#: llama.cpp's own choice when ``owner/repo`` names no quantization.
+DEFAULT_QUANT = "Q4_K_M"
+
+
+def hf_source(model: str) -> tuple[str, str]:
+    """``owner/repo[:quant]`` as (repository, quantization), llama.cpp's default when untagged."""
+    repo, _, quant = model.partition(":")
+    return repo, quant or DEFAULT_QUANT
+
+
+def launch(
+    model: str, served_model_name: str, user_args: tuple[str, ...], cache_dir: str | None = None
+) -> Launch:
+    """llama-server's arguments for ``model`` served as ``served_model_name``.
+
+    From a cache, ``--model`` is the GGUF the loader linked as ``model.gguf``.
+    """
     own: tuple[str, ...] = ("--host", "0.0.0.0", "--port", str(PORT), "--metrics")
-    own += ("--alias", served_model_name, model_flag(model), model)
+    if cache_dir is not None:
+        own += ("--alias", served_model_name, "--model", f"{cache_dir}/{CACHED_FILE}")
+    else:
+        own += ("--alias", served_model_name, model_flag(model), model)
     env = (*BASE_ENV, ("LLAMA_CACHE", f"{HOME_DIR}/.cache/llama.cpp"))
     return Launch(args=own + user_args, env=env)

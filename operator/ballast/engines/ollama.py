@@ -50,13 +50,40 @@ PULL_SCRIPT = (
     f'ollama pull "${MODEL_ENV}"; rc=$?; kill "$pid"; wait "$pid"; exit "$rc"'
 )
 
+#: The cache loader (a Job, same image): pull into ``OLLAMA_MODELS`` on the cache volume once,
+#: then write the completion marker last and the result to the termination log. Skips
+#: everything when the marker is there. Model and directory come from the environment.
+LOADER_SCRIPT = (
+    'dest="$BALLAST_CACHE_DIR"; log=/dev/termination-log; '
+    'if [ -f "$dest/.ballast-complete" ]; then cat "$dest/.ballast-complete" > "$log"; exit 0; fi; '
+    'mkdir -p "$dest" || exit 2; '
+    "ollama serve >/tmp/serve.log 2>&1 & pid=$!; i=0; "
+    "until ollama list >/dev/null 2>&1; do i=$((i+1)); "
+    'if [ "$i" -gt 60 ]; then echo "ollama did not start" | tee "$log" >&2; exit 1; fi; sleep 1; done; '
+    f'if ! ollama pull "${MODEL_ENV}" 2>/tmp/pull.err; then '
+    'tail -c 1000 /tmp/pull.err | tee "$log" >&2; kill "$pid"; exit 1; fi; '
+    'kill "$pid"; wait "$pid" 2>/dev/null; bytes=$(du -sb "$dest" | cut -f1); '
+    f'printf \'{{"source":"ollama","model":"%s","bytes":%s}}\' "${MODEL_ENV}" "$bytes" '
+    '> "$dest/.ballast-complete.tmp" && mv "$dest/.ballast-complete.tmp" "$dest/.ballast-complete" '
+    '&& printf \'{"revision":null,"bytes":%s}\' "$bytes" > "$log"'
+)
 
-def launch(model: str, served_model_name: str, user_args: tuple[str, ...]) -> Launch:
-    """``ollama serve`` plus an init step that pulls ``model`` first."""
+
+def launch(
+    model: str, served_model_name: str, user_args: tuple[str, ...], cache_dir: str | None = None
+) -> Launch:
+    """``ollama serve`` plus an init step that pulls ``model`` first.
+
+    From a cache, the models directory is the cache (``OLLAMA_MODELS``), nothing is
+    pulled, and ``OLLAMA_NOPRUNE`` keeps the server from pruning the read-only blobs.
+    """
+    env = (*BASE_ENV, ("OLLAMA_HOST", f"0.0.0.0:{PORT}"), ("OLLAMA_KEEP_ALIVE", "-1"))
+    if cache_dir is not None:
+        env += (("OLLAMA_MODELS", cache_dir), ("OLLAMA_NOPRUNE", "1"))
+        return Launch(args=("serve", *user_args), env=env)
     pull = InitStep(
         name="pull-model",
         command=("/bin/sh", "-c", PULL_SCRIPT),
         env=(*BASE_ENV, ("OLLAMA_HOST", "127.0.0.1:11434"), (MODEL_ENV, model)),
     )
-    env = (*BASE_ENV, ("OLLAMA_HOST", f"0.0.0.0:{PORT}"), ("OLLAMA_KEEP_ALIVE", "-1"))
     return Launch(args=("serve", *user_args), env=env, init=pull)

@@ -18,7 +18,7 @@ CAP_DAC_OVERRIDE cannot write files it does not own), seccomp RuntimeDefault.
 Use an image built for a non-root user and the exception can go.
 """
 
-from ballast.engines.base import SHM, TMP, EngineInfo, Env, Launch, Scratch
+from ballast.engines.base import OFFLINE_ENV, SHM, TMP, EngineInfo, Env, Launch, Scratch
 
 PORT = 8080
 
@@ -36,7 +36,19 @@ INFO = EngineInfo(
 _ENV: Env = (("HF_HOME", "/data"),)
 
 
-def launch(model: str, served_model_name: str, user_args: tuple[str, ...]) -> Launch:
-    """TGI's arguments for ``model`` (the served name is not passed: TGI is not aliasable)."""
-    own = ("--model-id", model, "--hostname", "0.0.0.0", "--port", str(PORT))
-    return Launch(args=own + user_args, env=_ENV)
+def launch(
+    model: str, served_model_name: str, user_args: tuple[str, ...], cache_dir: str | None = None
+) -> Launch:
+    """TGI's arguments for ``model`` (the served name is not passed: TGI is not aliasable).
+
+    From a cache, ``--model-id`` is the cache directory and ``--served-model-name`` keeps
+    the name TGI answers under equal to ``model`` (what the gateway sends upstream).
+    """
+    if cache_dir is None:
+        own: tuple[str, ...] = ("--model-id", model)
+        env = _ENV
+    else:
+        own = ("--model-id", cache_dir, "--served-model-name", model)
+        env = (*_ENV, *OFFLINE_ENV)
+    own += ("--hostname", "0.0.0.0", "--port", str(PORT))
+    return Launch(args=own + user_args, env=env)

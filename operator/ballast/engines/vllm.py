@@ -20,7 +20,7 @@ stays writable: several JIT layers (numba, Triton, outlines) write next to
 their own files or into paths this module cannot all enumerate.
 """
 
-from ballast.engines.base import BASE_ENV, HOME, SHM, TMP, EngineInfo, Launch
+from ballast.engines.base import BASE_ENV, HOME, OFFLINE_ENV, SHM, TMP, EngineInfo, Launch
 
 PORT = 8000
 
@@ -33,8 +33,18 @@ INFO = EngineInfo(
 )
 
 
-def launch(model: str, served_model_name: str, user_args: tuple[str, ...]) -> Launch:
-    """vLLM's arguments for ``model`` served as ``served_model_name``."""
-    own: tuple[str, ...] = ("--model", model, "--served-model-name", served_model_name)
+def launch(
+    model: str, served_model_name: str, user_args: tuple[str, ...], cache_dir: str | None = None
+) -> Launch:
+    """vLLM's arguments for ``model`` served as ``served_model_name``.
+
+    From a cache, ``--model`` is the cache directory (a snapshot of the repository) and
+    the Hugging Face libraries run offline.
+    """
+    source = cache_dir if cache_dir is not None else model
+    own: tuple[str, ...] = ("--model", source, "--served-model-name", served_model_name)
     own += ("--host", "0.0.0.0", "--port", str(PORT))
-    return Launch(args=own + user_args, env=(*BASE_ENV, ("VLLM_NO_USAGE_STATS", "1")))
+    env = (*BASE_ENV, ("VLLM_NO_USAGE_STATS", "1"))
+    if cache_dir is not None:
+        env += OFFLINE_ENV
+    return Launch(args=own + user_args, env=env)

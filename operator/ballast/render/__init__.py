@@ -4,7 +4,9 @@ One builder per kind, each returning a plain dict (``deployment``, ``service``,
 ``hpa``, ``pdb``, ``routes_configmap``), and :func:`objects`, every child in a
 stable order: the routing ConfigMap first, then for each self-hosted backend in
 spec order its Service, Deployment, HPA (with ``scaling``) and PDB (when it can
-have more than one replica). External backends (engine openai) get no objects,
+have more than one replica), then the backends' model caches (a claim when Ballast
+creates it and a loader Job, each once per cache key; see :mod:`.cache`). External
+backends (engine openai) get no objects,
 only their entry in the routing table. Objects hold only the fields Ballast owns
 (no status, no server-side defaults), so they suit create/patch and server-side
 apply alike; each carries ``ballast.dev/applied-hash`` (see :mod:`.meta`).
@@ -18,6 +20,13 @@ from collections.abc import Mapping
 
 from ballast.api import LLMService
 from ballast.render.autoscaling import hpa, metric_spec, pdb
+from ballast.render.cache import (
+    DEFAULT_LOADER_IMAGE,
+    CacheUse,
+    cache_objects,
+    claim,
+    loader_job,
+)
 from ballast.render.meta import (
     APPLIED_HASH_ANNOTATION,
     SPEC_HASH_ANNOTATION,
@@ -31,23 +40,42 @@ from ballast.render.workload import deployment, rollout_strategy, service, uses_
 from ballast.routing import table_for
 
 
-def objects(svc: LLMService, health: Mapping[str, bool] | None = None) -> list[Obj]:
-    """Every child of ``svc``; ``health=None`` means no backend is healthy yet."""
+def objects(
+    svc: LLMService,
+    health: Mapping[str, bool] | None = None,
+    caches: Mapping[str, CacheUse] | None = None,
+    loader_image: str = DEFAULT_LOADER_IMAGE,
+) -> list[Obj]:
+    """Every child of ``svc``; ``health=None`` means no backend is healthy yet.
+
+    ``caches``: backend name -> the cache directory its pods mount and whether it is
+    filled; a cached backend missing from it is held at 0 replicas (its cache is filling).
+    """
+    caches = caches or {}
     out = [routes_configmap(svc, table_for(svc, health or {}))]
+    loaders: dict[str, Obj] = {}
     for backend in svc.spec.backends:
         if backend.external:
             continue
-        out += [service(svc, backend), deployment(svc, backend)]
-        out += [o for o in (hpa(svc, backend), pdb(svc, backend)) if o is not None]
-    return out
+        use = caches.get(backend.name)
+        out += [service(svc, backend), deployment(svc, backend, use)]
+        out += [o for o in (hpa(svc, backend, use), pdb(svc, backend)) if o is not None]
+        for obj in cache_objects(svc, backend, loader_image):
+            loaders.setdefault(f"{obj['kind']}/{obj['metadata']['name']}", obj)
+    return out + list(loaders.values())
 
 
 __all__ = [
     "APPLIED_HASH_ANNOTATION",
+    "DEFAULT_LOADER_IMAGE",
     "SPEC_HASH_ANNOTATION",
+    "CacheUse",
     "Obj",
+    "cache_objects",
+    "claim",
     "deployment",
     "hpa",
+    "loader_job",
     "metric_spec",
     "object_hash",
     "objects",

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from ballast.api import Backend, LLMService, Metric
 from ballast.naming import backend_name, selector_labels
+from ballast.render.cache import CacheUse
 from ballast.render.meta import Obj, child, object_meta
 from ballast.render.pod import workload_labels
+from ballast.render.workload import held
 
 
 def metric_spec(metric: Metric) -> Obj:
@@ -43,10 +45,10 @@ def metric_spec(metric: Metric) -> Obj:
     }
 
 
-def hpa(svc: LLMService, backend: Backend) -> Obj | None:
-    """The HPA of a backend with ``scaling``; None otherwise."""
+def hpa(svc: LLMService, backend: Backend, use: CacheUse | None = None) -> Obj | None:
+    """The HPA of a backend with ``scaling``; None otherwise, and while its cache fills."""
     scaling = backend.scaling
-    if scaling is None or backend.external:
+    if scaling is None or backend.external or held(backend, use):
         return None
     name = backend_name(svc.name, backend.name)
     spec: Obj = {

@@ -87,6 +87,15 @@ def plain(value: Obj) -> Obj:
     return out
 
 
+def shared_child(api_version: str, kind: str, metadata: Obj, **body: Any) -> Obj:
+    """A child several LLMServices may share: its applied hash leaves ownerReferences out."""
+    owners = metadata.pop("ownerReferences", None)
+    obj = child(api_version, kind, metadata, **body)
+    if owners:
+        obj["metadata"]["ownerReferences"] = plain({"o": owners})["o"]
+    return obj
+
+
 def child(api_version: str, kind: str, metadata: Obj, **body: Any) -> Obj:
     """A complete, stamped child object (plain JSON data, keys sorted)."""
     return stamp(plain({"apiVersion": api_version, "kind": kind, "metadata": metadata, **body}))

@@ -26,7 +26,7 @@ import math
 from collections.abc import Sequence
 from typing import Any, Final
 
-from ballast.api import Backend, EnvVar, Health, LLMService
+from ballast.api import CACHE_MOUNT_PATH, CACHE_VOLUME, Backend, EnvVar, Health, LLMService
 from ballast.engines import EngineInfo, Launch, info, launch
 from ballast.naming import labels
 from ballast.render.meta import SPEC_HASH_ANNOTATION, Obj, digest
@@ -101,9 +101,19 @@ def _base_container(facts: EngineInfo, backend: Backend, name: str, env: list[Ob
     return out
 
 
-def _containers(backend: Backend, facts: EngineInfo, run: Launch) -> Obj:
+def _containers(backend: Backend, facts: EngineInfo, run: Launch, cache_key: str | None) -> Obj:
     engine = _base_container(facts, backend, backend.engine.value, _env(run.env, backend.env))
     engine["args"] = list(run.args)
+    if cache_key is not None:
+        engine["volumeMounts"].append(
+            {
+                "name": CACHE_VOLUME,
+                "mountPath": CACHE_MOUNT_PATH,
+                "subPath": cache_key,
+                "readOnly": True,
+            }
+        )
+    engine["volumeMounts"] += [dict(m) for m in backend.volume_mounts or ()]
     engine["ports"] = [{"name": PORT_NAME, "containerPort": facts.port, "protocol": "TCP"}]
     engine.update(_probes(facts, backend.health))
     out: Obj = {"containers": [engine]}
@@ -137,22 +147,36 @@ def _annotations(facts: EngineInfo) -> dict[str, str]:
     }
 
 
-def pod_template(svc: LLMService, backend: Backend) -> Obj:
-    """The Deployment's pod template, with ``ballast.dev/spec-hash`` over everything in it."""
+def pod_template(svc: LLMService, backend: Backend, cache: tuple[str, str] | None = None) -> Obj:
+    """The Deployment's pod template, with ``ballast.dev/spec-hash`` over everything in it.
+
+    ``cache``: (claim, key) of the filled cache directory the pods serve, mounted
+    read-only with the engine told to load from it offline.
+    """
     facts = info(backend.engine)
-    run = launch(backend.engine, backend.model, svc.served_model_name, tuple(backend.args or ()))
+    run = launch(
+        backend.engine,
+        backend.model,
+        svc.served_model_name,
+        tuple(backend.args or ()),
+        CACHE_MOUNT_PATH if cache is not None else None,
+    )
     spec: Obj = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "securityContext": _pod_security(facts),
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
-        **_containers(backend, facts, run),
+        **_containers(backend, facts, run, cache[1] if cache is not None else None),
         **_scheduling(backend),
     }
     volumes: list[Obj] = [
         {"name": s.name, "emptyDir": {"medium": s.medium} if s.medium else {}}
         for s in facts.scratch
     ]
+    if cache is not None:
+        claim = {"claimName": cache[0], "readOnly": True}
+        volumes.append({"name": CACHE_VOLUME, "persistentVolumeClaim": claim})
+    volumes += [dict(v) for v in backend.volumes or ()]
     if volumes:
         spec["volumes"] = volumes
     metadata: dict[str, Any] = {

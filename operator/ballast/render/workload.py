@@ -10,6 +10,11 @@ capacity dip). ``progressDeadlineSeconds`` is the startup budget plus ten
 minutes for the image pull, so a slow model load is not reported as a stalled
 rollout. With ``scaling`` the Deployment carries no ``replicas`` (the HPA owns
 it); otherwise ``replicas`` defaults to 1.
+
+A backend with a model cache that is not filled yet (:class:`~.cache.CacheUse` not
+ready) gets ``replicas: 0`` and no HPA: no serving pod starts before its weights
+are on the volume. Once filled, the Deployment carries
+``ballast.dev/cache-served: <claim>/<key>`` and scales as its spec says.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Final
 from ballast.api import Backend, Health, LLMService, Resources
 from ballast.engines import info
 from ballast.naming import backend_name, selector_labels
+from ballast.render.cache import SERVED_ANNOTATION, CacheUse, target
 from ballast.render.meta import Obj, child, object_meta
 from ballast.render.pod import PORT_NAME, pod_template, workload_labels
 
@@ -49,20 +55,39 @@ def _require_pods(backend: Backend) -> None:
         raise ValueError(f"backend {backend.name} is external ({backend.engine.value}): no pods")
 
 
-def deployment(svc: LLMService, backend: Backend) -> Obj:
-    """The Deployment running ``backend``'s engine."""
+def cache_use(backend: Backend, use: CacheUse | None) -> CacheUse | None:
+    """The cache directory ``backend``'s pods mount: ``use``, or the spec's (not filled yet)."""
+    if backend.cache is None:
+        return None
+    return use if use is not None else target(backend)
+
+
+def held(backend: Backend, use: CacheUse | None) -> bool:
+    """True while the backend's cache is not filled: no pods, no HPA."""
+    use = cache_use(backend, use)
+    return use is not None and not use.ready
+
+
+def deployment(svc: LLMService, backend: Backend, use: CacheUse | None = None) -> Obj:
+    """The Deployment running ``backend``'s engine (``use``: its cache directory, if any)."""
     _require_pods(backend)
     health = backend.health if backend.health is not None else Health()
+    use = cache_use(backend, use)
+    cache = (use.claim, use.key) if use is not None else None
     spec: Obj = {
         "selector": {"matchLabels": selector_labels(svc.name, backend.name)},
         "strategy": rollout_strategy(backend),
         "progressDeadlineSeconds": health.startup_timeout_seconds + PULL_ALLOWANCE_SECONDS,
-        "template": pod_template(svc, backend),
+        "template": pod_template(svc, backend, cache),
     }
-    if backend.scaling is None:
+    if use is not None and not use.ready:
+        spec["replicas"] = 0
+    elif backend.scaling is None:
         spec["replicas"] = 1 if backend.replicas is None else backend.replicas
     name = backend_name(svc.name, backend.name)
     meta = object_meta(svc, name, workload_labels(svc, backend))
+    if use is not None and use.ready:
+        meta["annotations"] = {SERVED_ANNOTATION: use.served}
     return child("apps/v1", "Deployment", meta, spec=spec)
 
 

@@ -49,7 +49,13 @@ MANAGED_KINDS: tuple[ManagedKind, ...] = (
     ManagedKind("apps/v1", "Deployment", "deployments"),
     ManagedKind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
     ManagedKind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
+    ManagedKind("v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
+    ManagedKind("batch/v1", "Job", "jobs"),
 )
+
+#: Kinds whose objects several LLMServices may share (a model cache's claim and loader Job):
+#: each user holds a non-controller ownerReference; see :mod:`ballast.render.cache`.
+SHARED_KINDS: frozenset[str] = frozenset({"PersistentVolumeClaim", "Job"})
 
 _CHILD_VERBS = ("get", "list", "watch", "create", "patch", "delete")
 
@@ -67,6 +73,8 @@ OPERATOR: tuple[Permission, ...] = (
     Permission("ballast.dev", ("llmservices/status",), ("get", "patch")),
     *_children(),
     Permission("", ("secrets",), ("get",)),
+    # A finished cache loader's pod: its termination message carries the revision and bytes.
+    Permission("", ("pods",), ("list",)),
     Permission("", ("events",), ("create",)),
     Permission("events.k8s.io", ("events",), ("create",)),
     Permission("", ("namespaces",), ("get", "list", "watch")),

@@ -46,6 +46,8 @@ DEFAULT_CONTROLLERS = (
     "endpointslice-controller",
     "disruption-controller",
     "horizontal-pod-autoscaler-controller",
+    "job-controller",
+    "persistentvolumeclaim-protection-controller",
     "clusterrole-aggregation-controller",
 )
 

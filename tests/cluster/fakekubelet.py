@@ -15,6 +15,12 @@ Pod IPs come from 10.244.0.0/16 and are never dialled, except for pods annotated
 a kubelet stopping a container: the pod stays terminating until the engine's requests
 in flight finished, then it is removed and so is its address.
 
+Pods that run to completion (`restartPolicy` Never or OnFailure, such as a Job's)
+run until `job_outcome(pod)` gives their first container's (exit code, termination
+message): then they are reported Succeeded (exit 0) or Failed, with the container
+terminated as a kubelet reports it. The default outcome is an immediate success with
+an empty message; a test sets its own (None keeps the pod Running).
+
 It polls the API from a background thread; `sync()` runs one pass synchronously.
 """
 
@@ -24,7 +30,7 @@ import datetime as dt
 import ipaddress
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any
 
@@ -147,6 +153,36 @@ def desired_status(pod: JSON, pod_ip: str, host_ip: str) -> JSON:
     return status
 
 
+#: A finished pod's (exit code, termination message), or None while it still runs.
+JobOutcome = Callable[[JSON], "tuple[int, str] | None"]
+
+
+def _runs_to_completion(pod: JSON) -> bool:
+    return pod["spec"].get("restartPolicy", "Always") in ("Never", "OnFailure")
+
+
+def finished_status(pod: JSON, pod_ip: str, host_ip: str, exit_code: int, message: str) -> JSON:
+    """The status a kubelet reports once a pod's containers exited (the first with `exit_code`)."""
+    status = desired_status(pod, pod_ip, host_ip)
+    now = _now()
+    for i, c in enumerate(status["containerStatuses"]):
+        code = exit_code if i == 0 else 0
+        terminated: JSON = {
+            "exitCode": code,
+            "reason": "Completed" if code == 0 else "Error",
+            "startedAt": status["startTime"],
+            "finishedAt": now,
+        }
+        if message and i == 0:
+            terminated["message"] = message
+        c.update(ready=False, started=False, state={"terminated": terminated})
+    for cond in status["conditions"]:
+        if cond["type"] in ("Ready", "ContainersReady"):
+            cond.update(status="False", reason="PodCompleted", lastTransitionTime=now)
+    status["phase"] = "Succeeded" if exit_code == 0 else "Failed"
+    return status
+
+
 def _summary(status: JSON) -> tuple[Any, ...]:
     """What a status says, ignoring timestamps: used to skip writes that change nothing."""
     conditions = sorted((c["type"], c["status"]) for c in status.get("conditions", []))
@@ -191,6 +227,8 @@ class FakeKubelet:
         #: "namespace/pod" -> the fake engine of a served pod
         self.engines: dict[str, FakeEngine] = {}
         self._draining: dict[str, threading.Thread] = {}
+        #: how pods that run to completion end (see the module docstring)
+        self.job_outcome: JobOutcome = lambda pod: (0, "")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -373,6 +411,10 @@ class FakeKubelet:
         else:
             pod_ip = current.get("podIP") or next(self._ips)
         wanted = desired_status(pod, pod_ip, self.host_ip)
+        if _runs_to_completion(pod) and current.get("phase") == "Running":
+            outcome = self.job_outcome(pod)
+            if outcome is not None:
+                wanted = finished_status(pod, pod_ip, self.host_ip, *outcome)
         if _summary(wanted) != _summary(current):
             self.api.merge_patch(f"{base}/status", {"status": wanted})
 

@@ -37,6 +37,22 @@ def engine_service(engine: str) -> LLMService:
 
 ENGINES = (*SELF_HOSTED, "openai")
 
+#: A cache asking for everything: created claim, pinned revision, a token.
+CACHE = {
+    "size": "40Gi",
+    "storageClassName": "fast",
+    "revision": "0123456789abcdef0123456789abcdef01234567",
+    "tokenSecretRef": {"name": "hf", "key": "token"},
+}
+
+
+def cached_service(
+    engine: str, cache: dict[str, object] | None = None, **fields: object
+) -> LLMService:
+    """One self-hosted backend of ``engine`` with a model cache."""
+    b = backend(engine, cache=cache or CACHE, **fields)
+    return make_llmservice(b, name=f"{engine}-cached", uid=UID)
+
 
 def dump(objs: list[dict[str, object]]) -> str:
     """Serialize exactly as ``ballast render -o yaml`` does."""

@@ -41,6 +41,7 @@
   resources:
   - configmaps
   - services
+  - persistentvolumeclaims
   verbs:
   - get
   - list
@@ -82,11 +83,28 @@
   - patch
   - delete
 - apiGroups:
+  - batch
+  resources:
+  - jobs
+  verbs:
+  - get
+  - list
+  - watch
+  - create
+  - patch
+  - delete
+- apiGroups:
   - ''
   resources:
   - secrets
   verbs:
   - get
+- apiGroups:
+  - ''
+  resources:
+  - pods
+  verbs:
+  - list
 - apiGroups:
   - ''
   resources:

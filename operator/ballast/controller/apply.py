@@ -7,6 +7,13 @@ are handled here because only the API can answer them: a create that finds the
 object already there (the index had not seen it yet) reads it once and adopts
 it when it is ours and in sync, or refuses it as a :class:`~.plan.Conflict` when
 another owner controls it; a patch of an object deleted meanwhile creates it.
+
+Shared children (a model cache's claim and loader Job) are adopted and released
+instead: a create that finds one already there (another LLMService's) adds this
+service's ownerReference to it, and a delete removes only that reference, deleting
+the object when no LLMService is left holding it. Both write with the object's
+resourceVersion, so two services adopting or releasing at once cannot lose a
+reference (the loser gets 409 and retries).
 """
 
 from __future__ import annotations
@@ -27,9 +34,11 @@ from ballast.controller.plan import (
     key_of,
 )
 from ballast.controller.record import ServiceRecord
-from ballast.permissions import MANAGED_KINDS
+from ballast.naming import MANAGED_BY
+from ballast.permissions import MANAGED_KINDS, SHARED_KINDS
 
 Obj = dict[str, Any]
+MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
 Outcome = Literal["created", "patched", "deleted", "unchanged"]
 
 #: kind name -> where it lives in the API, for every kind the operator manages.
@@ -109,6 +118,8 @@ class Applier:
             return await self._patch(record, action.obj, action.body)
         if isinstance(action, Delete):
             kind, name = action.key
+            if kind in SHARED_KINDS:
+                return await self._release(record, kind, name)
             gone = await self.kube.delete(KINDS[kind], record.owner[0], name)
             record.note(action.key, None)
             return "deleted" if gone else "unchanged"
@@ -124,6 +135,8 @@ class Applier:
             if e.status != 409:
                 raise
             live = await self.kube.get(KINDS[kind], namespace, name)
+            if kind in SHARED_KINDS:
+                return await self._adopt(record, obj, live)
             if live is not None and controller_uid(live) != controller_uid(obj):
                 raise name_conflict(namespace, kind, name) from None
             if live is not None and in_sync(live, obj):
@@ -132,6 +145,46 @@ class Applier:
             return await self._patch(record, obj, obj)
         record.note((kind, name), hash_of(obj), _rv(created))
         return "created"
+
+    async def _adopt(self, record: ServiceRecord, obj: Obj, live: Obj | None) -> Outcome:
+        """Add this service's ownerReference to a shared child another service created."""
+        kind, name = key_of(obj)
+        namespace = record.owner[0]
+        if live is None:  # deleted between the create and the read: create it again
+            created = await self.kube.create(KINDS[kind], namespace, obj)
+            record.note((kind, name), hash_of(obj), _rv(created))
+            return "created"
+        meta = live.get("metadata") or {}
+        if (meta.get("labels") or {}).get(MANAGED_BY_LABEL) != MANAGED_BY:
+            raise name_conflict(namespace, kind, name)
+        refs = list(meta.get("ownerReferences") or [])
+        mine = obj["metadata"].get("ownerReferences") or []
+        if not mine or any(r.get("uid") == mine[0].get("uid") for r in refs):
+            record.note((kind, name), hash_of(live), _rv(live))
+            return "unchanged"
+        body = {"metadata": {"ownerReferences": refs + mine, "resourceVersion": _rv(live)}}
+        written = await self.kube.patch(KINDS[kind], namespace, name, body)
+        record.note((kind, name), hash_of(written), _rv(written))
+        return "patched"
+
+    async def _release(self, record: ServiceRecord, kind: str, name: str) -> Outcome:
+        """Drop this service's ownerReference; delete the object when no user is left."""
+        namespace = record.owner[0]
+        live = await self.kube.get(KINDS[kind], namespace, name)
+        record.note((kind, name), None)
+        if live is None:
+            return "unchanged"
+        meta = live.get("metadata") or {}
+        refs = list(meta.get("ownerReferences") or [])
+        rest = [r for r in refs if r.get("uid") != record.uid]
+        if len(rest) == len(refs):
+            return "unchanged"
+        if not any(r.get("kind") == "LLMService" for r in rest):
+            gone = await self.kube.delete(KINDS[kind], namespace, name, _rv(live))
+            return "deleted" if gone else "unchanged"
+        body = {"metadata": {"ownerReferences": rest, "resourceVersion": _rv(live)}}
+        await self.kube.patch(KINDS[kind], namespace, name, body)
+        return "deleted"
 
     async def _patch(self, record: ServiceRecord, obj: Obj, body: Obj) -> Outcome:
         kind, name = key_of(obj)

@@ -27,14 +27,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from ballast import render
-from ballast.api import LLMService
+from ballast.api import CacheState, CacheStatus, LLMService
+from ballast.controller import cache
 from ballast.controller import status as status_model
 from ballast.controller.apply import Applier
-from ballast.controller.children import Child, ChildKey, Children, Owner, owner_of
+from ballast.controller.children import Child, ChildKey, Children, Owner, owner_of, owners_of
 from ballast.controller.desired import desired_all, desired_one
 from ballast.controller.events import Events
 from ballast.controller.health import ServiceHealth, Transition
-from ballast.controller.kube import ApiError, KubeClient
+from ballast.controller.kube import ApiError, Kind, KubeClient
 from ballast.controller.metrics import Metrics
 from ballast.controller.plan import Create, Delete, key_of, plan, plan_restore
 from ballast.controller.record import Failure, Records, ServiceRecord
@@ -43,10 +44,15 @@ from ballast.controller.services import LLMSERVICES, Entry, EntryIndex, entry_fr
 from ballast.controller.settings import Settings
 from ballast.controller.statuswriter import StatusWriter, previous
 from ballast.naming import BACKEND_LABEL
+from ballast.permissions import SHARED_KINDS
 from ballast.routing import table_for
 
 Obj = dict[str, Any]
 logger = logging.getLogger("ballast.controller")
+PODS = Kind("v1", "Pod", "pods")
+JOBS = Kind("batch/v1", "Job", "jobs")
+#: The label the Job controller puts on its pods.
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 
 
 def fields(owner: Owner, **more: Any) -> dict[str, Any]:
@@ -139,7 +145,11 @@ class Controller:
             return "invalid"
         old_entry = entry_from(old) if old else None
         if old_entry is not None and old_entry.svc is not None and record.health is not None:
-            record.previous = desired_all(old_entry.svc, record.health.route())
+            old_svc = old_entry.svc
+            current = cache.uses(old_svc, self.observed(record))
+            record.previous = desired_all(
+                old_svc, record.health.route(), current, self.settings.loader_image
+            )
         return "success" if await self._apply(record, entry) else "error"
 
     async def _apply(self, record: ServiceRecord, entry: Entry) -> bool:
@@ -147,12 +157,16 @@ class Controller:
         svc, health = entry.svc, record.health
         if svc is None or health is None:
             return True
+        observed = self.observed(record)
+        current = cache.uses(svc, observed)
         actions = plan(
-            desired_all(svc, health.route()),
-            self.observed(record),
+            desired_all(svc, health.route(), current, self.settings.loader_image),
+            observed,
             entry.uid,
             record.previous,
         )
+        kept = cache.keep(svc, current)
+        actions = [a for a in actions if not (isinstance(a, Delete) and a.key in kept)]
         try:
             applied = await self.applier.execute(record, actions)
         except ApiError as e:
@@ -233,8 +247,12 @@ class Controller:
         self, kind: str, event_type: str | None, body: Mapping[str, Any]
     ) -> None:
         """Put a child back when it was deleted or edited by hand; delete one no longer desired."""
-        found = owner_of(body)
         meta = body.get("metadata") or {}
+        if kind in SHARED_KINDS:
+            for owner, uid in owners_of(body):
+                await self._cache_changed(owner, uid)
+            return
+        found = owner_of(body)
         if found is None or meta.get("deletionTimestamp"):
             return
         owner, uid = found
@@ -257,6 +275,21 @@ class Controller:
             except ApiError as e:
                 await self._failed(record, entry, entry.svc, e)
 
+    async def _cache_changed(self, owner: Owner, uid: str) -> None:
+        """A cache claim or loader Job of ``owner`` changed: plan the whole service again.
+
+        A finished loader un-holds the Deployment, a deleted one is created again, and
+        status (CacheReady) is rewritten by the next health round.
+        """
+        record = self.records.get(owner)
+        entry = lookup(self.services, owner)
+        if record is None or record.uid != uid or entry is None or entry.uid != uid:
+            return
+        if entry.svc is None or not record.applied_for(entry.generation):
+            return  # a reconcile or retry of this generation is pending and applies everything
+        async with record.lock:
+            await self._apply(record, entry)
+
     def _nudge(self, record: ServiceRecord, body: Mapping[str, Any]) -> None:
         """Probe a backend at once when its Deployment's ready count changed (not a period later)."""
         state = record.health
@@ -276,7 +309,8 @@ class Controller:
         body: Mapping[str, Any],
     ) -> None:
         route = record.health.route() if record.health else {}
-        want = desired_one(svc, key[0], key[1], route)
+        current = cache.uses(svc, self.observed(record))
+        want = desired_one(svc, key[0], key[1], route, current, self.settings.loader_image)
         action = plan_restore(key, want, None if event_type == "DELETED" else body)
         if action is None:
             return
@@ -313,6 +347,71 @@ class Controller:
         else:
             self.info(entry, "BackendEnteredRoute", f"backend {t.backend} is in the route")
 
+    async def _caches(
+        self, record: ServiceRecord, entry: Entry, svc: LLMService, before: Any
+    ) -> dict[str, CacheStatus]:
+        """``status.backends[].cache`` per cached backend (reads each finished loader once)."""
+        backends = cache.cached(svc)
+        if not backends:
+            return {}
+        observed = self.observed(record)
+        for job in cache.finished_jobs(svc, observed):
+            seen = record.loads.get(job.name)
+            if seen is not None and seen[0] == job.phase:
+                continue
+            try:
+                pods = await self.kube.list(PODS, entry.namespace, f"{JOB_NAME_LABEL}={job.name}")
+            except ApiError as e:
+                logger.warning("cannot read loader %s: %s", job.name, e, extra=fields(entry.owner))
+                continue
+            record.loads[job.name] = (job.phase, cache.load_result(pods))
+            if job.phase == "Failed":
+                record.retry_load(job.name, time.monotonic(), self.settings.loader_retry)
+        results = {name: result for name, (_, result) in record.loads.items()}
+        current = cache.uses(svc, observed)
+        shown = {b.name: b.cache for b in before.backends} if before is not None else {}
+        return {
+            b.name: cache.cache_status(
+                svc, b, observed, current[b.name], results, shown.get(b.name)
+            )
+            for b in backends
+        }
+
+    def _cache_events(self, entry: Entry, before: Any, caches: Mapping[str, CacheStatus]) -> None:
+        """One Event per cache state change (Downloading, Ready, DownloadFailed, ClaimPending)."""
+        shown = {b.name: b.cache for b in before.backends} if before is not None else {}
+        for name, now in caches.items():
+            was = shown.get(name)
+            if was is not None and (was.state, was.key) == (now.state, now.key):
+                continue
+            text = f"backend {name}: model cache {now.key} {now.state.value}"
+            if now.state is CacheState.DOWNLOAD_FAILED:
+                self.warn(entry, "CacheDownloadFailed", f"{text}: {now.message}")
+            elif now.state is CacheState.READY:
+                detail = f" (revision {now.revision})" if now.revision else ""
+                self.info(entry, "CacheReady", text + detail)
+            else:
+                self.info(entry, f"Cache{now.state.value}", text)
+
+    async def retry_loaders(self) -> None:
+        """Run failed loader Jobs again once their backoff has passed (delete: re-created)."""
+        now = time.monotonic()
+        for record in self.records:
+            for name, at in list(record.load_retry.items()):
+                if at > now:
+                    continue
+                del record.load_retry[name]
+                job = self.observed(record).get(("Job", name))
+                if job is None or job.phase != "Failed":
+                    continue  # another user of the shared Job restarted it already
+                record.loads.pop(name, None)
+                try:
+                    await self.kube.delete(JOBS, record.owner[0], name)
+                except ApiError as e:
+                    logger.warning("cannot restart loader %s: %s", name, e)
+                    continue
+                logger.info("restarting failed loader %s", name, extra=fields(record.owner))
+
     async def refresh(self, entry: Entry, transitions: list[Transition]) -> bool:
         """Rewrite the routing ConfigMap and status after health changed (only what differs).
 
@@ -333,14 +432,18 @@ class Controller:
             if not observed and not await self._owner_exists(entry):
                 return True  # deleted (our index lags): its children are the garbage collector's
             await self.applier.execute(record, plan([routes], observed, entry.uid))
+            before = previous(record, entry)
+            caches = await self._caches(record, entry, svc, before)
             status = status_model.observed(
                 svc,
                 state,
                 entry.generation,
                 self.settings.gateway_endpoint,
-                previous(record, entry),
+                before,
+                caches=caches,
             )
-            await self.statuses.write(record, entry, status)
+            if await self.statuses.write(record, entry, status):
+                self._cache_events(entry, before, caches)
             record.status_due = False
         healthy = sum(h.healthy for h in state.backends.values())
         routed = sum(b.in_route for b in status.backends)

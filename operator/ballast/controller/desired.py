@@ -16,33 +16,48 @@ from ballast import render
 from ballast.api import Backend, LLMService
 from ballast.controller.plan import key_of
 from ballast.naming import backend_name, routes_name
+from ballast.render.cache import DEFAULT_LOADER_IMAGE, CacheUse
 from ballast.routing import table_for
 
 Obj = dict[str, Any]
-Builder = Callable[[LLMService, Backend], Obj | None]
+Builder = Callable[[LLMService, Backend, CacheUse | None], Obj | None]
 BUILDERS: Final[Mapping[str, Builder]] = {
-    "Service": render.service,
+    "Service": lambda svc, b, _: render.service(svc, b),
     "Deployment": render.deployment,
     "HorizontalPodAutoscaler": render.hpa,
-    "PodDisruptionBudget": render.pdb,
+    "PodDisruptionBudget": lambda svc, b, _: render.pdb(svc, b),
 }
 
 
-def desired_all(svc: LLMService, route: Mapping[str, bool]) -> list[Obj]:
-    """Every child of ``svc`` given the route."""
-    return render.objects(svc, route)
+def desired_all(
+    svc: LLMService,
+    route: Mapping[str, bool],
+    caches: Mapping[str, CacheUse] | None = None,
+    loader_image: str = DEFAULT_LOADER_IMAGE,
+) -> list[Obj]:
+    """Every child of ``svc`` given the route and the backends' cache directories."""
+    return render.objects(svc, route, caches, loader_image)
 
 
-def desired_one(svc: LLMService, kind: str, name: str, route: Mapping[str, bool]) -> Obj | None:
+def desired_one(
+    svc: LLMService,
+    kind: str,
+    name: str,
+    route: Mapping[str, bool],
+    caches: Mapping[str, CacheUse] | None = None,
+    loader_image: str = DEFAULT_LOADER_IMAGE,
+) -> Obj | None:
     """The child ``kind``/``name`` as desired, or None when it should not exist."""
     if kind == "ConfigMap":
         if name != routes_name(svc.name):
             return None
         return render.routes_configmap(svc, table_for(svc, route))
     builder = BUILDERS.get(kind)
-    if builder is None:  # a kind added to render without a builder here: render it all
-        return next((o for o in desired_all(svc, route) if key_of(o) == (kind, name)), None)
+    if builder is None:  # a kind without a builder here (the caches' shared ones): render all
+        every = desired_all(svc, route, caches, loader_image)
+        return next((o for o in every if key_of(o) == (kind, name)), None)
+    caches = caches or {}
     for backend in svc.spec.backends:
         if not backend.external and backend_name(svc.name, backend.name) == name:
-            return builder(svc, backend)
+            return builder(svc, backend, caches.get(backend.name))
     return None

@@ -12,6 +12,7 @@ operator itself reads or writes (children, status, Secrets) goes through
 from __future__ import annotations
 
 import json
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -154,9 +155,22 @@ class KubeClient:
         """A PUT: the whole object, refused with 409 when its resourceVersion is stale."""
         return await self.request("PUT", kind.path(namespace, name) + _MANAGER, body)
 
-    async def delete(self, kind: Kind, namespace: str | None, name: str) -> bool:
-        """Delete with background propagation; False when it was already gone."""
-        options = {"propagationPolicy": "Background"}
+    async def list(self, kind: Kind, namespace: str | None, label_selector: str) -> list[Obj]:
+        """The objects of ``kind`` matching ``label_selector`` (one page: small lists only)."""
+        query = "?" + urllib.parse.urlencode({"labelSelector": label_selector, "limit": 500})
+        data = await self.request("GET", kind.path(namespace) + query)
+        return [i for i in data.get("items") or () if isinstance(i, dict)]
+
+    async def delete(
+        self, kind: Kind, namespace: str | None, name: str, resource_version: str | None = None
+    ) -> bool:
+        """Delete with background propagation; False when it was already gone.
+
+        ``resource_version``: only that version (409 Conflict when it changed meanwhile).
+        """
+        options: Obj = {"propagationPolicy": "Background"}
+        if resource_version is not None:
+            options["preconditions"] = {"resourceVersion": resource_version}
         try:
             await self.request("DELETE", kind.path(namespace, name), options)
         except ApiError as e:

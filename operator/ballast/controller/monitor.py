@@ -118,6 +118,7 @@ class Monitor:
             if transition is not None:
                 transitions.setdefault(d.entry.owner, []).append(transition)
         await self._retry()
+        await self.controller.retry_loaders()
         for entry in entries:
             record = self.controller.records.get(entry.owner)
             state = record.health if record is not None else None

@@ -12,6 +12,16 @@ how "a reconcile with nothing to change makes no request" is tested.
 :func:`plan_restore` is the same decision for one child seen in a watch event,
 where the live object is at hand and hand edits that kept the annotation are
 caught too. :mod:`.apply` executes plans; nothing here does I/O.
+
+Shared children (:data:`~ballast.permissions.SHARED_KINDS`: a model cache's claim
+and loader Job) are only created and released, never patched: their content is
+fixed by their name (a digest of what they hold), and a Job's template is
+immutable anyway. Their :class:`Delete` means "release": the executor removes this
+service's ownerReference and deletes the object only when no other user is left.
+
+A Deployment held at 0 replicas while its model cache filled, whose HPA now
+appears, is patched to the HPA's ``minReplicas``: an HPA never scales a target
+that has 0 replicas, so without this it would stay at 0 for good.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ from typing import Any
 
 from ballast.controller.children import Child, ChildKey
 from ballast.controller.patches import contains, patch_for
+from ballast.permissions import SHARED_KINDS
 from ballast.render import APPLIED_HASH_ANNOTATION
 
 Obj = dict[str, Any]
@@ -100,8 +111,9 @@ def plan(
             actions.append(Create(obj))
         elif uid is not None and have.owner_uid != uid:
             actions.append(Conflict(key, have.owner_uid))
-        elif have.hash != hash_of(obj):
-            actions.append(Patch(obj, patch_for(obj, before.get(key))))
+        elif have.hash != hash_of(obj) and key[0] not in SHARED_KINDS:
+            body = patch_for(obj, before.get(key))
+            actions.append(Patch(obj, _unhold(key, have, obj, body, desired)))
     wanted = {key_of(o) for o in desired}
     for key in sorted(observed):
         child = observed[key]
@@ -110,12 +122,23 @@ def plan(
     return actions
 
 
+def _unhold(key: ChildKey, have: Child, obj: Obj, body: Obj, desired: Sequence[Obj]) -> Obj:
+    """``body``, plus the HPA's minReplicas for a Deployment at 0 handed over to a new HPA."""
+    if key[0] != "Deployment" or have.spec_replicas != 0 or "replicas" in obj.get("spec", {}):
+        return body
+    for other in desired:
+        if key_of(other) == ("HorizontalPodAutoscaler", key[1]):
+            replicas = other.get("spec", {}).get("minReplicas", 1)
+            return {**body, "spec": {**body.get("spec", {}), "replicas": replicas}}
+    return body
+
+
 def plan_restore(key: ChildKey, want: Obj | None, live: Mapping[str, Any] | None) -> Action | None:
     """The write that puts one child back (``live`` None: it was deleted), if any."""
     if want is None:
         return None if live is None else Delete(key)
     if live is None:
         return Create(want)
-    if in_sync(live, want):
+    if in_sync(live, want) or key[0] in SHARED_KINDS:
         return None
     return Patch(want, patch_for(want))

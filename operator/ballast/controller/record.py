@@ -16,17 +16,21 @@ status), whether status must be rewritten, and the state of a failing apply
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from ballast.controller.cache import LoadResult
 from ballast.controller.children import Child, ChildKey, Owner
 from ballast.controller.health import ServiceHealth
 
 Obj = dict[str, Any]
 #: How long a write of ours counts as "stored" while the watch has not shown it yet.
 RECENT_SECONDS: Final = 15.0
+#: The longest wait before a failed cache loader runs again.
+MAX_LOAD_RETRY: Final = 3600.0
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,18 @@ class ServiceRecord:
     writes: dict[ChildKey, Written] = field(default_factory=dict)
     #: The status JSON we last wrote and when (until the watch shows it).
     status_written: tuple[Obj, float] | None = None
+    #: Finished cache loaders read so far: Job name -> (phase read at, what it reported).
+    loads: dict[str, tuple[str, LoadResult]] = field(default_factory=dict)
+    #: Failed loader Jobs to run again: Job name -> when; and failures in a row per Job.
+    load_retry: dict[str, float] = field(default_factory=dict)
+    load_failures: dict[str, int] = field(default_factory=dict)
+
+    def retry_load(self, job: str, now: float, base: float) -> float:
+        """Schedule a failed loader to run again: ``base`` seconds, doubling, at most 1 h."""
+        failures = self.load_failures[job] = self.load_failures.get(job, 0) + 1
+        at: float = now + min(base * 2.0 ** (failures - 1), MAX_LOAD_RETRY)
+        self.load_retry[job] = at
+        return at
 
     def applied_for(self, generation: int | None) -> bool:
         """The children of ``generation`` are applied (and nothing is waiting for a retry)."""
@@ -104,9 +120,7 @@ class ServiceRecord:
             elif seen is None:
                 out[key] = Child(key[0], key[1], w.hash, self.uid or "")
             else:
-                out[key] = Child(
-                    key[0], key[1], w.hash, seen.owner_uid, seen.replicas, seen.ready_replicas
-                )
+                out[key] = dataclasses.replace(seen, hash=w.hash)
         return out
 
     def stored_status(self, indexed: Obj | None) -> Obj | None:

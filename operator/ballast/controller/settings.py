@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
+from ballast import DEFAULT_IMAGE
+
 DEFAULT_ENDPOINT: Final = "http://ballast-gateway.ballast-system.svc/v1"
 DEFAULT_LEASE: Final = "ballast-operator"
 
@@ -50,6 +52,10 @@ class Settings:
     lease_duration: float = 15.0
     #: Deprecated flags that were given and are ignored (warned about at start).
     deprecated: tuple[str, ...] = ()
+    #: Image of the model cache loader (``ballast fetch``): Ballast's own image.
+    loader_image: str = DEFAULT_IMAGE
+    #: Seconds before a failed loader Job is run again (doubling per failure, at most 1 h).
+    loader_retry: float = 60.0
     #: OpenAI base URL of the gateway, written into every LLMService's status.
     gateway_endpoint: str = DEFAULT_ENDPOINT
     #: Probes in flight at once, across all backends.
@@ -163,5 +169,9 @@ def from_flags(
         probe_url_override=parse_override(env.get("BALLAST_PROBE_URL_OVERRIDE")),
         watch_timeout=int(_number("BALLAST_WATCH_TIMEOUT", env.get("BALLAST_WATCH_TIMEOUT"), 300)),
         log_format=fmt,
+        loader_image=env.get("BALLAST_LOADER_IMAGE") or DEFAULT_IMAGE,
+        loader_retry=_number(
+            "BALLAST_LOADER_RETRY_SECONDS", env.get("BALLAST_LOADER_RETRY_SECONDS"), 60.0
+        ),
         verbose=verbose or _env_bool(env.get("BALLAST_VERBOSE")),
     )

@@ -12,6 +12,11 @@ from what the operator knows; the caller writes it only when its JSON differs.
 Phase: Failed (spec rejected), Ready, Degraded (something failing), Progressing
 (only starting). ``lastTransitionTime`` moves only when a condition's status does.
 
+CacheReady (only when a backend has a cache): True when every cache is filled,
+else False with the state of the first that is not (DownloadFailed, ClaimPending,
+Downloading). A backend whose loader failed counts as failing (Degraded); one
+whose cache is filling counts as starting.
+
 ``backends[].inRoute`` and ``backendsInRoute`` say where the gateway sends requests
 (:meth:`~ballast.routing.RoutingTable.eligible`): the healthy backends, or, when none
 is healthy, every backend under ``whenAllUnhealthy: tryAll`` and none under ``reject``.
@@ -20,10 +25,19 @@ is healthy, every backend under ``whenAllUnhealthy: tryAll`` and none under ``re
 from __future__ import annotations
 
 import datetime
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ballast.api import BackendStatus, Condition, LLMService, LLMServiceStatus, Phase, SpecError
+from ballast.api import (
+    BackendStatus,
+    CacheState,
+    CacheStatus,
+    Condition,
+    LLMService,
+    LLMServiceStatus,
+    Phase,
+    SpecError,
+)
 from ballast.controller.health import BackendHealth, ServiceHealth
 from ballast.routing import table_for
 
@@ -73,20 +87,59 @@ class _Split:
     starting: list[tuple[str, BackendHealth]]
     failing: list[tuple[str, BackendHealth]]
 
+    download_failed: bool = False
+
     @property
     def secret(self) -> bool:
         return any(h.reason in SECRET_REASONS for _, h in self.failing)
 
     @property
     def problem(self) -> str:
-        return "SecretNotFound" if self.secret else "BackendsUnhealthy"
+        if self.secret:
+            return "SecretNotFound"
+        return "DownloadFailed" if self.download_failed else "BackendsUnhealthy"
 
 
-def _split(svc: LLMService, health: ServiceHealth) -> _Split:
+def _split(
+    svc: LLMService, health: ServiceHealth, caches: Mapping[str, CacheStatus] | None = None
+) -> _Split:
+    caches = caches or {}
+    failed = {n for n, c in caches.items() if c.state is CacheState.DOWNLOAD_FAILED}
     states = [(b, health.backends.get(b.name) or BackendHealth()) for b in svc.spec.backends]
-    starting = [(b.name, h) for b, h in states if _starting(h, b.external)]
-    failing = [(b.name, h) for b, h in states if not h.healthy and not _starting(h, b.external)]
-    return _Split(len(states), [b.name for b, h in states if h.healthy], starting, failing)
+    starting = [(b.name, h) for b, h in states if _starting(h, b.external) and b.name not in failed]
+    failing = [
+        (b.name, h)
+        for b, h in states
+        if not h.healthy and (not _starting(h, b.external) or b.name in failed)
+    ]
+    healthy = [b.name for b, h in states if h.healthy]
+    return _Split(len(states), healthy, starting, failing, bool(failed & {n for n, _ in failing}))
+
+
+def _cache_condition(caches: Mapping[str, CacheStatus], generation: int | None) -> Condition | None:
+    if not caches:
+        return None
+    order = (CacheState.DOWNLOAD_FAILED, CacheState.CLAIM_PENDING, CacheState.DOWNLOADING)
+    for state in order:
+        names = [n for n, c in caches.items() if c.state is state]
+        if names:
+            listing = "; ".join(f"{n}: {caches[n].message or state.value}" for n in names)
+            return _condition("CacheReady", False, state.value, listing, generation)
+    filled = ", ".join(f"{n} ({c.revision or c.key})" for n, c in caches.items())
+    return _condition("CacheReady", True, "Ready", f"filled: {filled}", generation)
+
+
+def _message(h: BackendHealth, cache: CacheStatus | None) -> str:
+    if h.healthy:
+        return ""
+    if (
+        cache is not None
+        and cache.state is not CacheState.READY
+        and not cache.message.startswith("serving")
+    ):
+        detail = f": {cache.message}" if cache.message else ""
+        return f"model cache {cache.state.value}{detail}"
+    return h.message or h.reason
 
 
 def _phase(split: _Split) -> tuple[Phase, str]:
@@ -145,10 +198,18 @@ def observed(
     endpoint: str,
     previous: LLMServiceStatus | None = None,
     now: str | None = None,
+    caches: Mapping[str, CacheStatus] | None = None,
 ) -> LLMServiceStatus:
-    """Status of a valid LLMService whose children of ``generation`` are applied."""
-    split = _split(svc, health)
+    """Status of a valid LLMService whose children of ``generation`` are applied.
+
+    ``caches``: ``status.backends[].cache`` of the backends with a cache.
+    """
+    caches = caches or {}
+    split = _split(svc, health, caches)
     conditions = _conditions(split, svc.spec.fallback.when_all_unhealthy.value, generation)
+    cache_ready = _cache_condition(caches, generation)
+    if cache_ready is not None:
+        conditions.append(cache_ready)
     routed = {b.name for b in table_for(svc, health.route()).eligible()}
     backends = []
     for b in svc.spec.backends:
@@ -161,7 +222,8 @@ def observed(
                 ready_replicas=h.ready_replicas,
                 healthy=h.healthy,
                 in_route=b.name in routed,
-                message="" if h.healthy else (h.message or h.reason),
+                message=_message(h, caches.get(b.name)),
+                cache=caches.get(b.name),
             )
         )
     return LLMServiceStatus(

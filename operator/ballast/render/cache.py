@@ -28,13 +28,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from ballast import DEFAULT_IMAGE
 from ballast.api import CACHE_VOLUME, Backend, Engine, LLMService
 from ballast.engines import llamacpp, ollama
 from ballast.engines.base import NON_ROOT_UID
 from ballast.render.meta import Obj, digest, owner_reference, shared_child
 
 #: The loader's image when the operator was not told its own (``BALLAST_LOADER_IMAGE``).
-DEFAULT_LOADER_IMAGE: Final = "ghcr.io/ballast-dev/ballast:0.1.0"
+DEFAULT_LOADER_IMAGE: Final = DEFAULT_IMAGE
 #: Where the loader mounts the whole claim.
 LOADER_MOUNT: Final = "/model-cache"
 #: Label naming the cache key on claims and Jobs.

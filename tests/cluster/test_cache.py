@@ -34,6 +34,8 @@ from .kubeapi import JSON, ApiError, KubeApi
 from .poll import wait_for
 
 JOB_LABEL = "batch.kubernetes.io/job-name"
+#: Seconds before the operator runs a failed loader again (the default is 60, doubling).
+LOADER_RETRY = 15
 
 
 class Loaders:
@@ -79,7 +81,13 @@ def operator(
 ) -> Iterator[OperatorProcess]:
     release = install_chart(plane, k8s_tools, tmp_path_factory.mktemp("helm-home"))
     with Fleet() as fleet:
-        op = operator_process(plane, release, fleet, tmp_path_factory.mktemp("operator"))
+        op = operator_process(
+            plane,
+            release,
+            fleet,
+            tmp_path_factory.mktemp("operator"),
+            BALLAST_LOADER_RETRY_SECONDS=str(LOADER_RETRY),
+        )
         try:
             op.start()
             yield op
@@ -274,6 +282,72 @@ def test_a_failed_download_is_reported_and_the_other_backend_serves(
     (event,) = events(api, ns, "CacheDownloadFailed")
     assert "not found" in event["message"]
     assert event["type"] == "Warning"
+
+    # the operator runs the loader again after its backoff: fixed upstream, it fills
+    loaders.finish(job, 0, json.dumps({"revision": "abc", "bytes": 7, "files": 1}))
+    wait_for(
+        lambda: condition(api, ns, "chat", "CacheReady").get("status") == "True",
+        timeout=LOADER_RETRY * 2 + 60,
+        what="CacheReady=True after the loader ran again",
+    )
+    assert backend_status(api, ns, "chat", "gpu")["cache"]["bytes"] == 7
+    wait_for(
+        lambda: deployment(api, ns, "chat-gpu")["spec"].get("replicas") == 2,
+        timeout=30,
+        what="the Deployment scaled once filled",
+    )
+
+
+def test_a_new_revision_fills_a_new_directory_then_rolls_the_pods(
+    plane: AuditedPlane, operator: OperatorProcess, loaders: Loaders, ns: str
+) -> None:
+    api = plane.api
+    api.post(llms_path(ns), service("chat", ns, cached(size="1Gi", revision="aaaa")))
+    wait_for(lambda: len(jobs(api, ns)) == 1, timeout=60, what="the first loader Job")
+    first = jobs(api, ns)[0]["metadata"]["name"]
+    loaders.finish(first, 0, json.dumps({"revision": "aaaa", "bytes": 1, "files": 1}))
+    wait_for(
+        lambda: deployment(api, ns, "chat-gpu")["spec"].get("replicas") == 2,
+        timeout=60,
+        what="serving the first revision",
+    )
+    served = deployment(api, ns, "chat-gpu")["metadata"]["annotations"]["ballast.dev/cache-served"]
+    template = deployment(api, ns, "chat-gpu")["spec"]["template"]
+
+    patch = {"spec": {"backends": [cached(size="1Gi", revision="bbbb")]}}
+    api.merge_patch(llms_path(ns, "chat"), patch)
+    wait_for(lambda: len(jobs(api, ns)) == 2, timeout=60, what="a second loader Job")
+    second = next(j["metadata"]["name"] for j in jobs(api, ns) if j["metadata"]["name"] != first)
+    wait_for(
+        lambda: condition(api, ns, "chat", "CacheReady").get("reason") == "Downloading",
+        timeout=30,
+        what="CacheReady=False/Downloading for the new revision",
+    )
+    # while the new revision fills, the pods keep serving the old one, untouched
+    dep = deployment(api, ns, "chat-gpu")
+    assert dep["metadata"]["annotations"]["ballast.dev/cache-served"] == served
+    assert dep["spec"]["template"] == template
+    assert dep["spec"]["replicas"] == 2
+    assert len(claims(api, ns)) == 2
+
+    loaders.finish(second, 0, json.dumps({"revision": "bbbb", "bytes": 2, "files": 1}))
+    wait_for(
+        lambda: (
+            deployment(api, ns, "chat-gpu")["metadata"]["annotations"]["ballast.dev/cache-served"]
+            != served
+        ),
+        timeout=60,
+        what="the pods rolled to the new directory",
+    )
+    wait_for(
+        lambda: (
+            [j["metadata"]["name"] for j in jobs(api, ns)] == [second] and len(claims(api, ns)) == 1
+        ),
+        timeout=60,
+        what="the old Job and claim released",
+    )
+    assert backend_status(api, ns, "chat", "gpu")["cache"]["revision"] == "bbbb"
+    assert deployment(api, ns, "chat-gpu")["spec"]["replicas"] == 2
 
 
 def test_an_existing_claim_is_used_and_never_deleted(

@@ -67,6 +67,7 @@ def test_crd_carries_subresource_printer_columns_and_short_name() -> None:
         "Phase",
         "Ready",
         "In route",
+        "Cache",
         "Age",
     ]
 

@@ -207,7 +207,14 @@ def test_get_llms_shows_the_printer_columns(
                 "reason": "AllBackendsInRoute",
                 "message": "",
                 "lastTransitionTime": "2026-01-01T00:00:00Z",
-            }
+            },
+            {
+                "type": "CacheReady",
+                "status": "False",
+                "reason": "Downloading",
+                "message": "",
+                "lastTransitionTime": "2026-01-01T00:00:00Z",
+            },
         ],
     }
     api.merge_patch(f"{collection(namespace)}/chat/status", {"status": status})
@@ -221,3 +228,6 @@ def test_get_llms_shows_the_printer_columns(
         "AGE",
     ]
     assert re.split(r"\s{2,}", lines[1].strip())[:5] == ["chat", "chat", "Ready", "True", "2/2"]
+    wide = kubectl("get", "llms", "-n", namespace, "-o", "wide").stdout.splitlines()
+    assert "CACHE" in re.split(r"\s{2,}", wide[0].strip())
+    assert re.split(r"\s{2,}", wide[1].strip())[5] == "Downloading"

@@ -175,6 +175,13 @@ PRINTER_COLUMNS: list[Schema] = [
         "jsonPath": ".status.backendsInRoute",
         "description": "Backends in the route / all",
     },
+    {
+        "name": "Cache",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="CacheReady")].reason',
+        "description": "Model cache: Ready, Downloading, DownloadFailed or ClaimPending",
+        "priority": 1,
+    },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 

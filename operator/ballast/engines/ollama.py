@@ -54,7 +54,7 @@ PULL_SCRIPT = (
 #: then write the completion marker last and the result to the termination log. Skips
 #: everything when the marker is there. Model and directory come from the environment.
 LOADER_SCRIPT = (
-    'dest="$BALLAST_CACHE_DIR"; log=/dev/termination-log; '
+    'dest="$BALLAST_CACHE_DIR"; log="${BALLAST_TERMINATION_LOG:-/dev/termination-log}"; '
     'if [ -f "$dest/.ballast-complete" ]; then cat "$dest/.ballast-complete" > "$log"; exit 0; fi; '
     'mkdir -p "$dest" || exit 2; '
     "ollama serve >/tmp/serve.log 2>&1 & pid=$!; i=0; "

@@ -53,7 +53,7 @@ class Repo:
 @dataclass
 class Fault:
     drop_after: int | None = None  # send this many body bytes, then close (once)
-    drop_every_time: bool = False
+    then_status: int | None = None  # after the drop, answer this status
     announce: int | None = None  # the size the hub claims (listing, HEAD)
     status: int | None = None  # answer this status to HEAD and GET
     partial_total: int | None = None  # the total a 206 answer claims in Content-Range
@@ -229,8 +229,8 @@ class FakeHub:
         await response.prepare(request)
         cut = fault.drop_after
         if cut is not None and start < cut:
-            if not fault.drop_every_time:
-                fault.drop_after = None
+            fault.drop_after = None
+            fault.status = fault.then_status
             await response.write(body[: cut - start])
             self.body_bytes[path] += cut - start
             assert request.transport is not None

@@ -61,6 +61,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         description="Download one file to DIR/model.gguf with resume (HTTP Range) and a size check.",
     )
     url.add_argument("--url", required=True, metavar="URL")
+    url.add_argument(
+        "--retries",
+        type=int,
+        default=5,
+        metavar="N",
+        help="resumes in a row without progress before giving up with exit 1 (default 5)",
+    )
     for p in (hf, url):
         p.add_argument("--dest", required=True, metavar="DIR", help="directory to fill")
         p.add_argument(
@@ -84,7 +91,9 @@ def _request(args: argparse.Namespace) -> Request:
         )
     if not re.match(r"https?://[^/\s]+", args.url):
         raise permanent(f"--url must be an http:// or https:// URL, not {args.url!r}")
-    return Request(source="url", dest=dest, url=args.url)
+    if args.retries < 0:
+        raise permanent("--retries must not be negative")
+    return Request(source="url", dest=dest, url=args.url, retries=args.retries)
 
 
 def _log(line: str) -> None:
@@ -95,7 +104,7 @@ def _run(request: Request) -> Result:
     if request.source == "url":
         from ballast.fetch import direct
 
-        return direct.fetch(request, _log)
+        return direct.fetch(request, _log, retries=request.retries)
     # hf_xet keeps its caches under HF_HOME (not writable in the Job's image): use the volume.
     os.environ.setdefault("HF_XET_CACHE", str(request.dest / ".cache" / "huggingface" / "xet"))
     from ballast.fetch import hub

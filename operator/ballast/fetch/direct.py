@@ -163,6 +163,9 @@ def _attempt(url: str, part: Path, meta: Path, state: Progress) -> None:
                 raise Dropped(
                     f"connection dropped after {out.tell()} bytes ({type(e).__name__})"
                 ) from None
+            # http.client ends a short body with b"" rather than an error: compare with its length.
+            if response.length:
+                raise Dropped(f"connection dropped after {out.tell()} bytes")
 
 
 def _http_error(url: str, status: int) -> FetchError:
@@ -171,7 +174,7 @@ def _http_error(url: str, status: int) -> FetchError:
     if status in (404, 410):
         return permanent(f"{url} not found (HTTP {status})")
     if status >= 500 or status in (408, 429):
-        return transient(f"the server answered HTTP {status} for {url}; will retry")
+        return transient(f"the server answered HTTP {status} for {url}")
     return permanent(f"the server refused {url} (HTTP {status})")
 
 
@@ -201,7 +204,8 @@ def fetch(request: Request, log: Log, retries: int = 5) -> Result:
             if e.code == EXIT_PERMANENT:
                 part.unlink(missing_ok=True)
                 meta.unlink(missing_ok=True)
-            raise
+                raise
+            reason = e.message
         after = part.stat().st_size if part.exists() else 0
         failures = 0 if after > before else failures + 1
         if failures > retries:

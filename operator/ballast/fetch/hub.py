@@ -78,7 +78,7 @@ def classify(error: BaseException, request: Request, what: str) -> FetchError:
         if status == 404:
             return permanent(f"{what} of {repo} not found (HTTP 404)")
         if status is None or status >= 500 or status in (408, 429):
-            return transient(f"the hub answered HTTP {status} for {what} of {repo}; will retry")
+            return transient(f"the hub answered HTTP {status} for {what} of {repo}")
         return permanent(f"the hub refused {what} of {repo} (HTTP {status})")
     if isinstance(error, OfflineModeIsEnabled):
         return permanent("HF_HUB_OFFLINE is set: the loader must be online")

@@ -53,6 +53,7 @@ class Request:
     revision: str | None = None  # asked: a branch, tag or commit; None for url
     gguf: str | None = None
     url: str | None = None
+    retries: int = 5  # url: resumes in a row without progress (not part of the identity)
 
     @property
     def repo_id(self) -> str:

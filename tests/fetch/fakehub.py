@@ -19,6 +19,7 @@ import asyncio
 import hashlib
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -54,6 +55,8 @@ class Repo:
 class Fault:
     drop_after: int | None = None  # send this many body bytes, then close (once)
     then_status: int | None = None  # after the drop, answer this status
+    get_status_once: int | None = None  # answer one content GET with this status, then
+    then: Callable[[], None] | None = None  # ... call this
     announce: int | None = None  # the size the hub claims (listing, HEAD)
     status: int | None = None  # answer this status to HEAD and GET
     partial_total: int | None = None  # the total a 206 answer claims in Content-Range
@@ -187,6 +190,11 @@ class FakeHub:
         if lfs:
             headers["X-Linked-Etag"] = f'"{etag}"'
             headers["X-Linked-Size"] = str(fault.announce or len(data))
+        if request.method == "GET" and fault.get_status_once is not None:
+            status, fault.get_status_once = fault.get_status_once, None
+            if fault.then is not None:
+                fault.then()
+            return web.Response(status=status, text="fault")
         if request.method == "HEAD":
             head = web.StreamResponse(status=200, headers=headers)
             head.content_length = len(data)

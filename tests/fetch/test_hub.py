@@ -222,6 +222,39 @@ def test_a_pinned_commit_is_fetched_and_recorded_as_asked(
     assert (marker(dest)["requested"], marker(dest)["revision"]) == (old, old)
 
 
+def test_a_retry_after_a_transient_error_keeps_the_commit_resolved_first(
+    hub: FakeHub, fetch: Any, tmp_path: Path
+) -> None:
+    old, new = commit_id("old"), commit_id("new")
+    repo = Repo(
+        commits={
+            old: {"config.json": b"old", "tokenizer.json": b"tok-old"},
+            new: {"config.json": b"new", "tokenizer.json": b"tok-new"},
+        },
+        refs={"main": old},
+    )
+    hub.repos["org/tiny"] = repo
+
+    def move_main() -> None:
+        repo.refs["main"] = new
+
+    hub.faults["tokenizer.json"] = Fault(get_status_once=500, then=move_main)
+    dest = tmp_path / "k"
+
+    run = fetch("hf", "--repo", "org/tiny", "--dest", str(dest))
+
+    assert run.code == 0, run.stderr
+    assert "HTTP 500" in run.stderr
+    assert run.result["revision"] == old
+    assert (dest / "tokenizer.json").read_bytes() == b"tok-old"
+    assert (dest / "config.json").read_bytes() == b"old"
+    assert [s.path for s in hub.seen if s.path.startswith("/api/")] == [
+        "/api/models/org/tiny/revision/main"
+    ]
+    # The file that had arrived was not fetched again.
+    assert len(hub.content_gets("/config.json")) == 1
+
+
 def test_a_hub_error_5xx_is_transient(hub: FakeHub, fetch: Any, tmp_path: Path) -> None:
     hub.repos["org/tiny"] = Repo.single(llama_like())
     hub.api_status = 503

@@ -109,10 +109,15 @@ def _run(request: Request) -> Result:
     os.environ.setdefault("HF_XET_CACHE", str(request.dest / ".cache" / "huggingface" / "xet"))
     from ballast.fetch import hub
 
+    # Resolved once: a retry in this run downloads the same commit even if the branch moved.
+    resolved: hub.Resolved | None = None
     attempt = 1
     while True:
         try:
-            return hub.fetch(request, _log)
+            if resolved is None:
+                resolved = hub.resolve(request)
+                _log(f"{request.repo}@{request.revision} is commit {resolved.commit}")
+            return hub.fetch(request, _log, resolved)
         except FetchError as e:
             if e.code != EXIT_TRANSIENT or attempt >= HF_ATTEMPTS:
                 raise

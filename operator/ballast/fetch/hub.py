@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
@@ -111,7 +112,7 @@ def _token() -> str | None:
     return os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN") or None
 
 
-def resolve(request: Request) -> tuple[str, list[choose.RepoFile]]:
+def resolve(request: Request) -> Resolved:
     """The commit ``request.revision`` names now, and that commit's files with sizes."""
     try:
         info = HfApi(token=_token()).model_info(
@@ -125,7 +126,7 @@ def resolve(request: Request) -> tuple[str, list[choose.RepoFile]]:
         choose.RepoFile(path=s.rfilename, size=s.lfs.size if s.lfs is not None else s.size)
         for s in info.siblings or []
     ]
-    return info.sha, files
+    return Resolved(commit=info.sha, files=files)
 
 
 def plan(request: Request, files: list[choose.RepoFile]) -> list[choose.RepoFile]:
@@ -140,7 +141,7 @@ def plan(request: Request, files: list[choose.RepoFile]) -> list[choose.RepoFile
     return chosen
 
 
-def _download(request: Request, commit: str, file: choose.RepoFile) -> None:
+def _download(request: Request, commit: str, file: choose.RepoFile, log: Log) -> None:
     try:
         hf_hub_download(
             request.repo_id,
@@ -153,6 +154,7 @@ def _download(request: Request, commit: str, file: choose.RepoFile) -> None:
         )
     except Exception as e:
         raise classify(e, request, file.path) from None
+    log(f"have {file.path}")
 
 
 def _check_sizes(request: Request, files: list[choose.RepoFile]) -> int:
@@ -181,17 +183,24 @@ def _link_gguf(dest: Path, target: str) -> None:
     os.replace(tmp, link)
 
 
-def fetch(request: Request, log: Log) -> Result:
-    """Download the request's files at one commit into ``request.dest``."""
+@dataclass(frozen=True)
+class Resolved:
+    """The commit a revision named when it was resolved, and that commit's files."""
+
+    commit: str
+    files: list[choose.RepoFile]
+
+
+def fetch(request: Request, log: Log, resolved: Resolved) -> Result:
+    """Download the request's files at ``resolved.commit`` into ``request.dest``."""
     disable_progress_bars()
-    commit, listing = resolve(request)
-    log(f"{request.repo}@{request.revision} is commit {commit}")
-    files = plan(request, listing)
+    commit = resolved.commit
+    files = plan(request, resolved.files)
     announced = sum(f.size or 0 for f in files)
     log(f"fetching {len(files)} files ({announced} bytes) into {request.dest}")
     workers = max(1, min(MAX_WORKERS, len(files)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as pool:
-        futures = [pool.submit(_download, request, commit, f) for f in files]
+        futures = [pool.submit(_download, request, commit, f, log) for f in files]
         try:
             for future in futures:
                 future.result()

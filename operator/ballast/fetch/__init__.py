@@ -107,7 +107,13 @@ def _run(request: Request) -> Result:
         return direct.fetch(request, _log, retries=request.retries)
     # hf_xet keeps its caches under HF_HOME (not writable in the Job's image): use the volume.
     os.environ.setdefault("HF_XET_CACHE", str(request.dest / ".cache" / "huggingface" / "xet"))
-    from ballast.fetch import hub
+    try:
+        from ballast.fetch import hub
+    except ModuleNotFoundError as e:
+        raise permanent(
+            f"ballast fetch hf needs huggingface_hub ({e.name} is missing): "
+            "pip install 'ballast[cache]'"
+        ) from None
 
     # Resolved once: a retry in this run downloads the same commit even if the branch moved.
     resolved: hub.Resolved | None = None

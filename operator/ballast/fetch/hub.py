@@ -87,6 +87,8 @@ def classify(error: BaseException, request: Request, what: str) -> FetchError:
         return permanent(
             f"the endpoint did not answer like a Hugging Face hub for {what} of {repo} (check HF_ENDPOINT)"
         )
+    if isinstance(error, ValueError):  # an invalid repository id, a file too big for HTTP
+        return permanent(f"cannot fetch {what} of {repo}: {error}")
     if isinstance(error, LocalEntryNotFoundError) and error.__cause__ is not None:
         return classify(error.__cause__, request, what)
     if isinstance(error, httpx2.TransportError | ConnectionError | TimeoutError):

@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
-# Ballast: one image, two commands: `ballast run` (the operator, the default) and
-# `ballast gateway` (the OpenAI-compatible gateway). Build: `docker build -t ballast .`
+# Ballast: one image, three commands: `ballast run` (the operator, the default),
+# `ballast gateway` (the OpenAI-compatible gateway) and `ballast fetch` (the model cache's
+# loader Job; the `cache` extra brings huggingface_hub). Build: `docker build -t ballast .`
 
 # The base, pinned by exact version (append @sha256:<digest> to pin the bytes too).
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
@@ -18,7 +19,7 @@ COPY pyproject.toml README.md ./
 COPY operator/ ./operator/
 # Bytecode is compiled at install time, so a read-only root filesystem costs nothing at start.
 RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
- && python -m pip --python /opt/ballast/bin/python install --compile "$(ls /wheels/ballast-*.whl)[fast]" \
+ && python -m pip --python /opt/ballast/bin/python install --compile "$(ls /wheels/ballast-*.whl)[fast,cache]" \
  && /opt/ballast/bin/ballast --version
 
 # --- final: the venv on the same slim base, no build tools, no caches, non-root ---

@@ -95,3 +95,14 @@ def test_dockerignore_keeps_the_context_to_the_package() -> None:
     ]
     assert lines[0] == "*", "ignore everything, then allow what the build needs"
     assert {"!pyproject.toml", "!operator/", "!README.md"} <= set(lines)
+
+
+def test_the_image_installs_the_extras_its_commands_need() -> None:
+    """`ballast fetch hf` (the cache loader Job) needs the `cache` extra (huggingface_hub)."""
+    runs = " ".join(a for w, a in instructions() if w == "RUN")
+    (extras,) = re.findall(r"ballast-\*\.whl\)\[([a-z,]+)\]", runs)
+    optional = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert {"fast", "cache"} <= set(extras.split(",")) <= set(optional)
+    assert any(d.startswith("huggingface_hub") for d in optional["cache"])

@@ -1,4 +1,4 @@
-"""The ``ballast`` command: ``run | gateway | render | crd | validate``.
+"""The ``ballast`` command: ``run | gateway | fetch | render | crd | validate``.
 
 Exit codes: 0 success, 1 invalid LLMService input, 2 unusable input (unreadable
 file, not YAML) or a usage error. No command prints a traceback for bad input.
@@ -27,6 +27,7 @@ EXIT_OK, EXIT_INVALID, EXIT_UNUSABLE = 0, 1, 2
 DELEGATED: dict[str, tuple[str, str]] = {
     "run": ("ballast.controller.cli", "run the operator (kopf) against the cluster"),
     "gateway": ("ballast.gateway.cli", "serve the OpenAI-compatible gateway"),
+    "fetch": ("ballast.fetch", "fill a model cache directory (the loader Job's command)"),
 }
 
 

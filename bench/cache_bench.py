@@ -115,12 +115,44 @@ def operator_requests() -> JSON:
                 op.stop()
 
 
-def hub_bytes() -> JSON:
+def hub_bytes(size_mb: int = 64) -> JSON:
+    """Bytes the loader fetches from the fake hub: a first fill, then a second run."""
+    import os
+    import subprocess
+
+    from tests.fetch.fakehub import FakeHub, Repo, Served
+
+    files = {
+        "config.json": b'{"model_type": "qwen2"}',
+        "tokenizer.json": b"{}" * 1024,
+        "model.safetensors": os.urandom(size_mb * 1024 * 1024),
+        "pytorch_model.bin": b"duplicate weights the loader skips" * 1024,
+    }
+    hub = FakeHub(repos={"org/model": Repo.single(files)})
+    served = Served(hub).start()
+    out: JSON = {"repo_bytes": sum(len(v) for v in files.values())}
     try:
-        from tests.fetch.bench import fetch_twice
-    except ImportError as e:  # the fake hub lives with the fetch tests
-        return {"skipped": str(e)}
-    return fetch_twice()
+        with tempfile.TemporaryDirectory() as tmp:
+            env = {
+                **{k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HTTP"))},
+                "HF_ENDPOINT": hub.url,
+                "HF_HOME": f"{tmp}/hf-home",
+                "NO_PROXY": "127.0.0.1",
+            }
+            command = [sys.executable, "-m", "ballast.cli", "fetch", "hf", "--repo", "org/model"]
+            command += ["--dest", f"{tmp}/cache/key", "--termination-log", f"{tmp}/log"]
+            for label in ("first fill", "second run (another replica, restart or service)"):
+                hub.reset_counts()
+                started = time.monotonic()
+                subprocess.run(command, env=env, check=True, capture_output=True, timeout=300)
+                out[label] = {
+                    "bytes": hub.total_body_bytes(),
+                    "requests": len(hub.seen),
+                    "seconds": round(time.monotonic() - started, 2),
+                }
+    finally:
+        served.stop()
+    return out
 
 
 def main() -> None:

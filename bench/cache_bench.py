@@ -90,9 +90,10 @@ def requests_to_ready(plane: AuditedPlane, ns: str, name: str, cache: bool) -> J
 
 def operator_requests() -> JSON:
     binaries = Binaries.from_cache()
-    with tempfile.TemporaryDirectory() as tmp, AuditedPlane(
-        binaries, audit_users=[OPERATOR_USER]
-    ) as plane:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        AuditedPlane(binaries, audit_users=[OPERATOR_USER]) as plane,
+    ):
         kubelet = plane.fake_kubelet()
         kubelet.job_outcome = lambda pod: (0, '{"revision": "a09a3545", "bytes": 15237458304}')
         for sub in ("helm", "operator"):

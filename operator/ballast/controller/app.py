@@ -26,10 +26,11 @@ import kopf
 
 from ballast.controller.core import Controller
 from ballast.controller.events import Events
-from ballast.controller.kube import KubeClient
+from ballast.controller.kube import Kind, KubeClient
 from ballast.controller.monitor import Monitor
 from ballast.controller.probes import Prober, Secrets
 from ballast.controller.settings import Settings
+from ballast.controller.watch import ChildWatch, ChildWatches
 from ballast.naming import MANAGED_BY
 from ballast.permissions import MANAGED_KINDS
 
@@ -59,11 +60,6 @@ def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
     # -14 MiB RSS at 1,000 services). Never set queueing.worker_limit: kopf's workers wait for
     # every index to fill, so a limit deadlocks the start-up.
     ks.queueing.idle_timeout = 0.5
-    for kind in MANAGED_KINDS:
-        version = kind.api_version.rpartition("/")[2]
-        ks.watching.label_selectors[kind.group, version, kind.plural] = (
-            f"{MANAGED_BY_LABEL}={MANAGED_BY}"
-        )
     return ks
 
 
@@ -79,6 +75,7 @@ class App:
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
         self._metrics: aiohttp.web.AppRunner | None = None
+        self.watches: ChildWatches | None = None
 
     # -- credentials -------------------------------------------------------------
 
@@ -102,9 +99,25 @@ class App:
     # -- lifecycle -----------------------------------------------------------------
 
     async def start(self, indices: dict[str, Any]) -> None:
-        """Attach kopf's indices and start the health loop and the metrics server."""
+        """Attach kopf's index, list every managed child, start the health loop and metrics.
+
+        kopf handles no LLMService before this returns, so a reconcile sees every child.
+        """
         self.controller.services = indices["llmservices"]
-        self.controller.children.indices = [indices[f"children_{k.plural}"] for k in MANAGED_KINDS]
+        watches = [
+            ChildWatch(
+                self.kube,
+                Kind(k.api_version, k.kind, k.plural),
+                f"{MANAGED_BY_LABEL}={MANAGED_BY}",
+                self.controller.child_changed,
+                self.settings.namespaces,
+                self.settings.watch_timeout,
+            )
+            for k in MANAGED_KINDS
+        ]
+        self.controller.children.indices = list(watches)
+        self.watches = ChildWatches(watches)
+        await self.watches.start()
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=self.settings.probe_concurrency),
             # external APIs are probed the way the gateway reaches them: through HTTPS_PROXY
@@ -161,6 +174,8 @@ class App:
 
     async def stop(self) -> None:
         await self.controller.events.flush()
+        if self.watches is not None:
+            await self.watches.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -360,7 +360,9 @@ class Controller:
             if seen is not None and seen[0] == job.phase:
                 continue
             try:
-                pods = await self.kube.list(PODS, entry.namespace, f"{JOB_NAME_LABEL}={job.name}")
+                pods = await self.kube.list_matching(
+                    PODS, entry.namespace, f"{JOB_NAME_LABEL}={job.name}"
+                )
             except ApiError as e:
                 logger.warning("cannot read loader %s: %s", job.name, e, extra=fields(entry.owner))
                 continue

@@ -14,13 +14,9 @@ from typing import Any
 import kopf
 
 from ballast.api import GROUP, PLURAL, VERSION
-from ballast.controller.app import MANAGED_BY_LABEL, App
-from ballast.controller.children import child_of
+from ballast.controller.app import App
 from ballast.controller.services import entry_of
-from ballast.naming import MANAGED_BY
-from ballast.permissions import MANAGED_KINDS, ManagedKind
 
-MANAGED = {MANAGED_BY_LABEL: MANAGED_BY}
 LLMS = (GROUP, VERSION, PLURAL)
 
 
@@ -55,19 +51,5 @@ def register(registry: kopf.OperatorRegistry, app: App) -> None:
         previous = {"metadata": dict(body["metadata"]), "spec": (old or {}).get("spec")}
         await app.controller.reconcile(body, previous if previous["spec"] else None)
 
-    for kind in MANAGED_KINDS:
-        _register_child(registry, app, kind)
-
-
-def _register_child(registry: kopf.OperatorRegistry, app: App, kind: ManagedKind) -> None:
-    version = kind.api_version.rpartition("/")[2]
-    where = (kind.group, version, kind.plural)
-
-    def index(body: kopf.Body, **_: Any) -> Any:
-        return child_of(body)
-
-    async def changed(body: kopf.Body, type: str | None, **_: Any) -> None:
-        await app.controller.child_changed(kind.kind, type, body)
-
-    kopf.index(*where, id=f"children_{kind.plural}", labels=MANAGED, registry=registry)(index)
-    kopf.on.event(*where, id=f"drift_{kind.plural}", labels=MANAGED, registry=registry)(changed)
+    # The managed children are not kopf resources: Ballast watches them itself
+    # (:mod:`.watch`), without kopf's per-object workers.

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import urllib.parse
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -155,11 +155,71 @@ class KubeClient:
         """A PUT: the whole object, refused with 409 when its resourceVersion is stale."""
         return await self.request("PUT", kind.path(namespace, name) + _MANAGER, body)
 
-    async def list(self, kind: Kind, namespace: str | None, label_selector: str) -> list[Obj]:
+    async def list_matching(
+        self, kind: Kind, namespace: str | None, label_selector: str
+    ) -> list[Obj]:
         """The objects of ``kind`` matching ``label_selector`` (one page: small lists only)."""
         query = "?" + urllib.parse.urlencode({"labelSelector": label_selector, "limit": 500})
         data = await self.request("GET", kind.path(namespace) + query)
         return [i for i in data.get("items") or () if isinstance(i, dict)]
+
+    async def list_all(
+        self, kind: Kind, namespace: str | None, label_selector: str, page: int = 500
+    ) -> tuple[list[Obj], str]:
+        """Every matching object, page by page, and the list's resourceVersion."""
+        items: list[Obj] = []
+        token = ""
+        while True:
+            params = {"labelSelector": label_selector, "limit": str(page)}
+            if token:
+                params["continue"] = token
+            data = await self.request(
+                "GET", kind.path(namespace) + "?" + urllib.parse.urlencode(params)
+            )
+            items += [i for i in data.get("items") or () if isinstance(i, dict)]
+            meta = data.get("metadata") or {}
+            token = str(meta.get("continue") or "")
+            if not token:
+                return items, str(meta.get("resourceVersion") or "")
+
+    async def watch(
+        self, kind: Kind, namespace: str | None, label_selector: str, version: str, seconds: int
+    ) -> AsyncIterator[Obj]:
+        """Watch events (``{"type", "object"}``) from ``version`` until the server ends the watch.
+
+        Raises :class:`ApiError` (status 410 when ``version`` is too old to resume from).
+        """
+        params = {
+            "labelSelector": label_selector,
+            "watch": "1",
+            "resourceVersion": version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(seconds),
+        }
+        path = kind.path(namespace) + "?" + urllib.parse.urlencode(params)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10.0, sock_read=seconds + 60)
+        for attempt in (1, 2):
+            session = self._session or await self._connect()
+            try:
+                async with session.get(self._server + path, timeout=timeout) as rsp:
+                    if rsp.status == 401 and attempt == 1:
+                        await self._connect()
+                        continue
+                    if rsp.status != 200:
+                        data = _json(await rsp.text())
+                        raise ApiError(
+                            rsp.status,
+                            str(data.get("reason") or "Error"),
+                            str(data.get("message") or ""),
+                        )
+                    while line := await rsp.content.readuntil(b"\n"):
+                        if line.strip():
+                            event = json.loads(line)
+                            if isinstance(event, dict):
+                                yield event
+                    return
+            except (aiohttp.ClientError, TimeoutError, ValueError) as e:
+                raise ApiError(0, type(e).__name__, str(e) or "watch ended") from e
 
     async def delete(
         self, kind: Kind, namespace: str | None, name: str, resource_version: str | None = None

@@ -1,6 +1,6 @@
 """Model caches as the controller sees them: which directory each backend serves, and status.
 
-Pure functions over the observed children (kopf's indices): :func:`uses` decides,
+Pure functions over the observed children (the watched index): :func:`uses` decides,
 per cached backend, which cache directory its pods mount and whether it is filled;
 :func:`keep` names the shared children an older directory still in use needs;
 :func:`cache_status` is the backend's ``status.backends[].cache``. The loader's

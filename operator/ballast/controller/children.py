@@ -1,13 +1,14 @@
 """What the operator knows about the children that exist, without reading them again.
 
-kopf keeps one index per managed kind (``@kopf.index``, fed by a watch filtered
+The operator keeps one index per managed kind (:mod:`.watch`: a list+watch filtered
 server-side on ``app.kubernetes.io/managed-by=ballast``): owner -> the children it
-owns, each as a small :class:`Child` (name, applied hash, replica counts). kopf
-fills every index before any handler runs, so a reconcile after a restart sees
-every existing child. A shared child (a model cache's claim or loader Job) is
-indexed under every LLMService holding an ownerReference to it. Writes the operator just made are remembered for a few
-seconds (:meth:`Children.note`) until the watch brings them back, so a second
-reconcile right after the first does not repeat them.
+owns, each as a small :class:`Child` (name, applied hash, replica counts, and what a
+model cache needs). Every index is filled before kopf handles any LLMService, so a
+reconcile after a restart sees every existing child. A shared child (a model cache's
+claim or loader Job) is indexed under every LLMService holding an ownerReference to
+it. Writes the operator just made are remembered for a few seconds (in the service's
+record) until the watch brings them back, so a second reconcile right after the first
+does not repeat them.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ def child_of(body: Mapping[str, Any]) -> dict[Owner, Child]:
 
 
 class Children:
-    """Existing children by owner, as kopf's indices of the managed kinds hold them."""
+    """Existing children by owner, as the watches of the managed kinds hold them."""
 
     def __init__(self) -> None:
         self.indices: list[IndexLike] = []

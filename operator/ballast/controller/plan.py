@@ -1,7 +1,7 @@
 """Deciding what to write, apart from writing it: pure functions from desired and observed state.
 
 :func:`plan` compares the children an LLMService should have (rendered) with the
-children that exist (kopf's indices, corrected by our own recent writes) and
+children that exist (the watched index, corrected by our own recent writes) and
 returns the writes that would make them equal: :class:`Create` what is missing,
 :class:`Patch` what carries a different ``ballast.dev/applied-hash``,
 :class:`Delete` what is no longer desired, and :class:`Conflict` for a desired

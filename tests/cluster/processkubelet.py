@@ -210,12 +210,16 @@ class EngineProcess:
         #: what the kubelet reports: the container passed its startup and readiness probes
         self.ready = False
         self.started = False
+        self.backing_off = False
         self.restarts = 0
         self.exits: list[int] = []
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        #: first restart back-off in seconds (doubles per restart, at most BACKOFF_MAX)
+        self.backoff = BACKOFF_START
 
     def _volume_dir(
         self, volume: JSON, claims: Mapping[str, Path], host_paths: Mapping[str, Path]
@@ -285,6 +289,10 @@ class EngineProcess:
         """SIGKILL the process as a crash would: the kubelet notices and restarts it."""
         self._signal(signal.SIGKILL)
 
+    def restart_now(self) -> None:
+        """End a restart back-off early (tests and the demo, instead of waiting it out)."""
+        self._wake.set()
+
     def alive(self) -> bool:
         with self._lock:
             return self._proc is not None and self._proc.poll() is None
@@ -338,11 +346,16 @@ class EngineProcess:
         with self._lock:
             code = self._proc.returncode if self._proc is not None else None
         self.exits.append(code if code is not None else -9)
-        backoff = min(BACKOFF_START * 2 ** min(self.restarts, 5), BACKOFF_MAX)
+        backoff = min(self.backoff * 2 ** min(self.restarts, 5), BACKOFF_MAX)
         with self.log.open("ab") as out:
             out.write(f"--- {why}; restart in {backoff:.0f}s\n".encode())
-        if self._stop.wait(backoff):
-            return
+        self.backing_off = True
+        end = time.monotonic() + backoff
+        while not self._wake.is_set() and time.monotonic() < end:
+            if self._stop.wait(0.1):
+                return
+        self._wake.clear()
+        self.backing_off = False
         self.restarts += 1
         self._launch()
 

@@ -84,14 +84,16 @@ def llmservice(
     args: tuple[str, ...] = (),
 ) -> JSON:
     """Two llama.cpp tiers of the same model: `primary` (priority 0) and `fallback` (1)."""
-    own = ["--ctx-size", "2048", "--parallel", "4", "--chat-template", "gemma", *args]
+    # Gemma 3 270M is a base model and its GGUF carries no chat template: pass one (chatml,
+    # which its tokenizer spells as plain text, so clients stop on "<|im_end|>" or "\n").
+    own = ["--ctx-size", "2048", "--parallel", "4", "--chat-template", "chatml", *args]
 
     def backend(backend_name: str, priority: int) -> JSON:
         return {
             "name": backend_name,
             "engine": "llamacpp",
             "model": MODEL_PATH,
-            "args": own,
+            "args": list(own),
             "priority": priority,
             "health": {"periodSeconds": period, "failureThreshold": 2},
         }

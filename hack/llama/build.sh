@@ -13,6 +13,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 version=0.3.16
+sha256=34ed0f9bd9431af045bb63d9324ae620ad0536653740e9bb163a2e1fcb973be6
 commit=4227c9be4
 cache=${BALLAST_LLAMA_CACHE:-$HOME/.cache/ballast/llama}
 out=$cache/$version
@@ -35,8 +36,12 @@ tmp=$(mktemp -d "$cache/.build-$version.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 start=$SECONDS
 echo "llama/build.sh: fetching the llama-cpp-python $version sdist from PyPI (~50 MB)" >&2
-"$py" -m pip download -q --no-deps --no-binary :all: -d "$tmp" "llama-cpp-python==$version" >&2
-tar -xzf "$tmp/llama_cpp_python-$version.tar.gz" -C "$tmp"
+# --no-binary for this package only: pip prepares the sdist's metadata in an isolated build
+# environment, and `:all:` would build every build dependency from source too (minutes).
+"$py" -m pip download -q --no-deps --no-binary llama-cpp-python -d "$tmp" "llama-cpp-python==$version" >&2
+sdist=$tmp/llama_cpp_python-$version.tar.gz
+echo "$sha256  $sdist" | sha256sum -c --quiet - >&2 || { echo "llama/build.sh: sdist checksum mismatch" >&2; exit 1; }
+tar -xzf "$sdist" -C "$tmp"
 src=$tmp/llama_cpp_python-$version/vendor/llama.cpp
 [ -f "$src/tools/server/server.cpp" ] || { echo "llama/build.sh: no tools/server in the sdist's vendor/llama.cpp" >&2; exit 1; }
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import threading
+import urllib.request
 from typing import Any
 
 import openai
@@ -68,6 +69,11 @@ def test_engine_runs_the_rendered_command_line(stack: RealStack, gemma: str) -> 
         assert engine.alive(), engine.tail()
         models = client(direct_url(stack, backend)).models.list()
         assert [m.id for m in models.data] == [MODEL]  # --alias is the served model name
+        # --metrics: the path the pod template's prometheus.io annotations name
+        annotations = dep["spec"]["template"]["metadata"]["annotations"]
+        url = f"http://{engine.ip}:{annotations['prometheus.io/port']}{annotations['prometheus.io/path']}"
+        with urllib.request.urlopen(url, timeout=10) as rsp:
+            assert "llamacpp:prompt_tokens_total" in rsp.read().decode()
 
 
 def test_deterministic_completion_through_the_gateway(stack: RealStack, gemma: str) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import time
@@ -81,6 +82,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="llama-server --threads (1: a core taken by a neighbour halves the rate instead "
+        "of stalling llama.cpp's spinning thread pool)",
+    )
     args = parser.parse_args()
     t0 = time.monotonic()
 
@@ -88,7 +96,7 @@ def main() -> int:
         print(f"[{time.monotonic() - t0:6.1f}s] {msg}", file=sys.stderr, flush=True)
 
     with RealStack("bench", log=log) as stack:
-        stack.apply(llmservice("gemma", "bench"))
+        stack.apply(llmservice("gemma", "bench", args=("--threads", str(args.threads))))
         stack.wait_ready("gemma", timeout=300)
         engine = stack.engines()["primary"]
         targets = {"direct": f"http://{engine.ip}:8080/v1", "gateway": stack.base_url}
@@ -101,6 +109,7 @@ def main() -> int:
             for rnd in range(args.rounds):
                 for name, url in targets.items():
                     out = asyncio.run(cell(url, model, streams, args.tokens))
+                    out["load"] = os.getloadavg()[0]
                     assert out["tokens"] == args.tokens, out
                     cells.setdefault((name, streams), []).append(out)
                     log(f"round {rnd + 1} {name} x{streams}: {out}")
@@ -108,7 +117,9 @@ def main() -> int:
     def med(name: str, streams: int, key: str) -> float:
         return statistics.median(c[key] for c in cells[(name, streams)])
 
-    print(f"\n{args.tokens} tokens per stream, medians of {args.rounds} rounds\n")
+    loads = [c["load"] for cs in cells.values() for c in cs]
+    print(f"\n{args.tokens} tokens per stream, --threads {args.threads}, medians of "
+          f"{args.rounds} rounds; 1-min load average {min(loads):.1f}-{max(loads):.1f}\n")  # fmt: skip
     print("| streams | path | TTFT ms | tok/s per stream | aggregate tok/s |")
     print("| --- | --- | --- | --- | --- |")
     for streams in (1, 4):

@@ -25,7 +25,12 @@ What it translates (the one place this is listed; see also tests/cluster/README.
 | `workingDir` | mapped like any path (default: the pod's scratch directory) |
 | `securityContext` (runAsUser, read-only root, dropped capabilities) | not enforced: the process runs as the test's user |
 | `resources` | not enforced (no cgroups) |
-| `env` from `valueFrom` (Secrets, fields) | not supported: the pod is reported with the variable missing |
+| `env` from `valueFrom` (Secrets, fields) | not supported: the process runs without the variable |
+| container state, `restartCount` | not reported: while the process is down (back-off) the pod stays Running and not Ready |
+
+A pod spec it cannot translate (a `command`, a probe other than httpGet, a claim with no
+local directory) is a `TranslationError`, kept in `errors` (so `stop()` raises it) and
+raised again on every pass: the pod is never reported Ready.
 
 Everything else about the pod (status, EndpointSlices, deletion) is the fake kubelet's.
 `ServiceProxy` stands in for kube-proxy for the operator's health probes: the operator
@@ -444,9 +449,16 @@ class ProcessKubelet(FakeKubelet):
     def _new_engine(self, pod: JSON, ip: str) -> Any:
         if not is_llamacpp(pod):
             return super()._new_engine(pod, ip)
-        return EngineProcess(
-            pod, ip, self.server, self.workdir, self.image_dirs, self.claims, self.host_paths
-        )
+        try:
+            return EngineProcess(
+                pod, ip, self.server, self.workdir, self.image_dirs, self.claims, self.host_paths
+            )
+        except TranslationError as err:
+            name = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
+            failure = TranslationError(f"pod {name}: {err}")
+            if not any(str(e) == str(failure) for e in self.errors):
+                self.errors.append(failure)
+            raise failure from None
 
     def _unready(self, pod: JSON) -> set[str] | None:
         key = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"

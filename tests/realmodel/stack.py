@@ -290,6 +290,8 @@ class RealStack:
         last = [0.0]
 
         def ready() -> bool:
+            if self.kubelet is not None and self.kubelet.errors:
+                raise AssertionError(f"the process kubelet failed: {self.kubelet.errors[0]}")
             if every is not None and time.monotonic() - last[0] >= 2:
                 last[0] = time.monotonic()
                 every()

@@ -18,6 +18,7 @@ from typing import Any
 import openai
 
 from tests.cluster.poll import wait_for
+from tests.cluster.processkubelet import EngineProcess
 
 from .stack import RealStack
 
@@ -161,12 +162,36 @@ def test_startup_probe_tolerates_the_real_load(stack: RealStack, gemma: str) -> 
         assert budget >= 1800  # the default startupTimeoutSeconds, not the 1 s probe period
 
 
+def last_start(engine: EngineProcess) -> str:
+    """The engine's log since its latest start."""
+    return engine.log.read_text(errors="replace").rsplit("--- start ", 1)[-1]
+
+
+def kill_while_loading(engine: EngineProcess, attempts: int = 5) -> None:
+    """End the restart back-off and SIGKILL the new process before its model is loaded.
+
+    The load takes about a second; a start that finished loading before the kill is
+    retried (the kill is checked, not assumed)."""
+    for _ in range(attempts):
+        starts = engine.restarts
+        engine.restart_now()
+        wait_for(
+            lambda n=starts: engine.restarts > n and engine.alive(), timeout=60, what="restart"
+        )
+        engine.crash()
+        wait_for(lambda: not engine.alive(), timeout=30, what="the killed engine to exit")
+        if "main: model loaded" not in last_start(engine):
+            return
+    raise AssertionError(f"the engine loaded faster than it could be killed:\n{engine.tail()}")
+
+
 def test_failover_when_the_primary_engine_is_killed_under_load(
     stack: RealStack, gemma: str
 ) -> None:
     """SIGKILL the primary's llama-server while it streams: the cut stream fails (it had
     started, so it is not retried), the next requests are answered by the fallback tier,
-    the operator takes the primary out of the route, and it comes back after its restart."""
+    the operator takes the primary out of the route; killed again while its restart loads
+    the model, the fallback keeps answering; after the next restart the primary is back."""
     engines = stack.engines()
     primary = engines["primary"]
     primary.backoff = 300.0  # the kubelet waits until restart_now(): no race with the restart
@@ -210,10 +235,17 @@ def test_failover_when_the_primary_engine_is_killed_under_load(
     assert headers["x-ballast-backend"] == "fallback"
     assert again.choices[0].text == answer.choices[0].text  # same model, same seed
 
+    # Killed again while it loads the model: still the fallback, still out of the route.
+    kill_while_loading(primary)
+    during, headers = complete(gw)
+    assert headers["x-ballast-backend"] == "fallback"
+    assert during.choices[0].text == answer.choices[0].text
+    assert stack.in_route(gemma).get("primary") is False
+
     primary.backoff = 10.0
     primary.restart_now()
     stack.wait_ready(gemma, timeout=120)
-    assert primary.restarts == 1
+    assert primary.restarts >= 2
     back, headers = complete(gw)
     assert headers["x-ballast-backend"] == "primary"
     assert back.choices[0].text == answer.choices[0].text

@@ -45,7 +45,7 @@ tar -xzf "$sdist" -C "$tmp"
 src=$tmp/llama_cpp_python-$version/vendor/llama.cpp
 [ -f "$src/tools/server/server.cpp" ] || { echo "llama/build.sh: no tools/server in the sdist's vendor/llama.cpp" >&2; exit 1; }
 
-echo "llama/build.sh: building llama-server (llama.cpp@$commit, CPU, $jobs jobs; cold: ~3.5 min on 2 cores)" >&2
+echo "llama/build.sh: building llama-server (llama.cpp@$commit, CPU, $jobs jobs; cold: 3.5-4 min on 2 cores)" >&2
 # Only what llama-server needs: no tests, examples, other tools, curl (models are local files)
 # or shared libraries (one self-contained binary to cache).
 cmake -S "$src" -B "$tmp/build" "${generator[@]}" \

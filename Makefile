@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install generate lint typecheck verify test test-fast test-cluster cluster-bin cluster-up bench goldens demo clean
+.PHONY: install generate lint typecheck verify test test-fast test-cluster cluster-bin cluster-up llama-bin test-realmodel bench bench-realmodel goldens demo clean
 
 $(BIN)/ballast: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -36,7 +36,7 @@ verify: generate
 
 ## test-fast: unit, render, gateway and emulator tiers (no Go build)
 test-fast: install
-	$(BIN)/pytest -q -m "not cluster" $(PYTEST_ARGS)
+	$(BIN)/pytest -q -m "not cluster and not realmodel" $(PYTEST_ARGS)
 
 ## cluster-bin: build (or reuse from cache) kube-apiserver, kube-controller-manager and etcd
 cluster-bin:
@@ -50,8 +50,17 @@ test-cluster: install cluster-bin
 cluster-up: install cluster-bin
 	$(BIN)/python -m tests.cluster.controlplane
 
+## llama-bin: build (or reuse from cache) llama-server and fetch the real model (hack/llama/)
+llama-bin: install
+	PYTHON=$(CURDIR)/$(BIN)/python hack/llama/build.sh
+	PYTHON=$(CURDIR)/$(BIN)/python hack/llama/model.sh
+
+## test-realmodel: a real llama-server and model behind the operator and gateway
+test-realmodel: install cluster-bin llama-bin
+	$(BIN)/pytest -q -m realmodel $(PYTEST_ARGS)
+
 ## test: everything CI runs
-test: verify lint test-fast test-cluster
+test: verify lint test-fast test-cluster test-realmodel
 
 ## goldens: regenerate render golden files (review the diff!)
 goldens: install
@@ -61,10 +70,13 @@ bench: install
 	$(BIN)/python bench/gateway_bench.py
 	$(BIN)/python bench/controller_bench.py
 
-## demo: install and validate + render the examples
+## bench-realmodel: TTFT and tokens/s through the gateway vs direct to the same llama-server
+bench-realmodel: install cluster-bin llama-bin
+	$(BIN)/python bench/realmodel_bench.py
+
+## demo: Ballast end to end with a real model (the current kube context if reachable, else a local control plane)
 demo: install
-	$(BIN)/ballast validate -f manifests/examples/
-	$(BIN)/ballast render -f manifests/examples/vllm-with-fallback.yaml | head -n 40
+	$(BIN)/python hack/demo.py
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache

@@ -99,12 +99,14 @@ def _unready_names(pod: JSON) -> set[str]:
     return names
 
 
-def desired_status(pod: JSON, pod_ip: str, host_ip: str) -> JSON:
-    """The status a kubelet would report for a bound pod whose containers all started."""
+def desired_status(pod: JSON, pod_ip: str, host_ip: str, unready: set[str] | None = None) -> JSON:
+    """The status a kubelet would report for a bound pod whose containers all started
+    (`unready`: the containers not ready; default: the not-ready annotation's)."""
     current = pod.get("status", {})
     started_at = current.get("startTime") or _now()
     uid = pod["metadata"]["uid"]
-    unready = _unready_names(pod)
+    if unready is None:
+        unready = _unready_names(pod)
     containers = [
         _container_status(c, c["name"] not in unready, started_at, uid)
         for c in pod["spec"]["containers"]
@@ -370,11 +372,23 @@ class FakeKubelet:
             if not self._blackhole:
                 blackhole(True)
                 self._blackhole = True
-            ip = pod_ip or next(self._served_ips)
-            ports = pod["spec"]["containers"][0].get("ports") or [{"containerPort": 8000}]
-            engine = FakeEngine(pod["metadata"]["name"], ip, int(ports[0]["containerPort"]))
+            engine = self._new_engine(pod, pod_ip or next(self._served_ips))
             self.engines[key] = engine.start()
         return engine.ip
+
+    # Hooks for kubelets that run something else behind a served pod (processkubelet.py).
+    def _new_engine(self, pod: JSON, ip: str) -> FakeEngine:
+        """The (not yet started) engine of a served pod on `ip`."""
+        ports = pod["spec"]["containers"][0].get("ports") or [{"containerPort": 8000}]
+        return FakeEngine(pod["metadata"]["name"], ip, int(ports[0]["containerPort"]))
+
+    def _is_served(self, pod: JSON) -> bool:
+        """True for a pod that gets its own address and an engine."""
+        return (pod["metadata"].get("annotations") or {}).get(SERVE_ANNOTATION) == "true"
+
+    def _unready(self, pod: JSON) -> set[str] | None:
+        """The pod's containers that are not ready (None: as the not-ready annotation says)."""
+        return None
 
     def _stopping(self, key: str) -> bool:
         """True while a served pod's engine drains (the pod stays terminating)."""
@@ -398,7 +412,7 @@ class FakeKubelet:
             return
         if node != self.node_name or pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
             return
-        served = (meta.get("annotations") or {}).get(SERVE_ANNOTATION) == "true"
+        served = self._is_served(pod)
         if meta.get("deletionTimestamp"):
             if served and self._stopping(f"{meta['namespace']}/{meta['name']}"):
                 return
@@ -410,7 +424,7 @@ class FakeKubelet:
             pod_ip = self._serve(pod, current.get("podIP"))
         else:
             pod_ip = current.get("podIP") or next(self._ips)
-        wanted = desired_status(pod, pod_ip, self.host_ip)
+        wanted = desired_status(pod, pod_ip, self.host_ip, self._unready(pod))
         if _runs_to_completion(pod) and current.get("phase") == "Running":
             outcome = self.job_outcome(pod)
             if outcome is not None:

@@ -24,9 +24,13 @@ SELECTOR = "app.kubernetes.io/managed-by=ballast"
 class Seen:
     def __init__(self) -> None:
         self.events: list[tuple[str, str, str]] = []
+        self.status_only: list[bool] = []
 
-    async def __call__(self, kind: str, event_type: str, body: Mapping[str, Any]) -> None:
+    async def __call__(
+        self, kind: str, event_type: str, body: Mapping[str, Any], status_only: bool
+    ) -> None:
         self.events.append((kind, event_type, str(body["metadata"]["name"])))
+        self.status_only.append(status_only)
 
 
 @pytest.fixture
@@ -107,7 +111,7 @@ async def test_a_failing_handler_does_not_stop_the_watch(
     cms = api.store.kind("", "v1", "configmaps")
     calls: list[str] = []
 
-    async def flaky(kind: str, event_type: str, body: Mapping[str, Any]) -> None:
+    async def flaky(kind: str, event_type: str, body: Mapping[str, Any], _: bool) -> None:
         calls.append(str(body["metadata"]["name"]))
         if len(calls) == 1:
             raise RuntimeError("a bug in a handler")
@@ -122,3 +126,38 @@ async def test_a_failing_handler_does_not_stop_the_watch(
     finally:
         await watches.stop()
     await asyncio.sleep(0)
+
+
+async def test_status_only_changes_are_told_apart_from_edits(
+    api: KubeEmulator, kube: KubeClient
+) -> None:
+    deployments = api.store.kind("apps", "v1", "deployments")
+    owner = owned_configmap(api, "x")["metadata"]["ownerReferences"]
+    svc = make_llmservice(vllm(), name="chat", uid=owner[0]["uid"])
+    dep = next(o for o in render.objects(svc) if o["kind"] == "Deployment")
+    api.store.create(deployments, "ai", dep)
+    name = dep["metadata"]["name"]
+    seen = Seen()
+    watches = ChildWatches(
+        [ChildWatch(kube, Kind("apps/v1", "Deployment", "deployments"), SELECTOR, seen)]
+    )
+    await watches.start()
+    try:
+        api.store.write(
+            deployments, "ai", name, lambda o: o | {"status": {"readyReplicas": 1}}, "status"
+        )
+        await eventually(lambda: len(seen.events) == 1)
+
+        def label(obj: dict[str, Any]) -> dict[str, Any]:
+            obj["metadata"]["labels"]["edited"] = "by-hand"
+            return obj
+
+        api.store.write(deployments, "ai", name, label)
+        await eventually(lambda: len(seen.events) == 2)
+        api.store.write(
+            deployments, "ai", name, lambda o: o | {"spec": {**o["spec"], "replicas": 5}}
+        )
+        await eventually(lambda: len(seen.events) == 3)
+        assert seen.status_only == [True, False, False]
+    finally:
+        await watches.stop()

@@ -244,9 +244,17 @@ class Controller:
     # -- kopf: events of managed children (drift) --------------------------------
 
     async def child_changed(
-        self, kind: str, event_type: str | None, body: Mapping[str, Any]
+        self,
+        kind: str,
+        event_type: str | None,
+        body: Mapping[str, Any],
+        status_only: bool = False,
     ) -> None:
-        """Put a child back when it was deleted or edited by hand; delete one no longer desired."""
+        """Put a child back when it was deleted or edited by hand; delete one no longer desired.
+
+        ``status_only``: only the child's status moved (see :mod:`.watch`): a Deployment's
+        ready count is noted, and nothing is rendered (no hand edit to put back).
+        """
         meta = body.get("metadata") or {}
         if kind in SHARED_KINDS:
             for owner, uid in owners_of(body):
@@ -261,6 +269,8 @@ class Controller:
             return  # not reconciled in this process yet (the reconcile applies everything)
         if kind == "Deployment":
             self._nudge(record, body)
+        if status_only:
+            return
         key = (kind, str(meta["name"]))
         if event_type != "DELETED" and record.echo(key, meta.get("resourceVersion")):
             return  # the operator's own write coming back

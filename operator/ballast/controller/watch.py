@@ -31,8 +31,10 @@ from ballast.controller.kube import ApiError, Kind, KubeClient
 logger = logging.getLogger("ballast.controller")
 
 Obj = dict[str, Any]
-#: ``(kind, event type, body)``: a child changed after the initial list.
-OnEvent = Callable[[str, str, Mapping[str, Any]], Awaitable[None]]
+#: ``(kind, event type, body, status_only)``: a child changed after the initial list;
+#: ``status_only`` when only its status moved (same ``metadata.generation``, labels,
+#: annotations and owners), which cannot be a hand edit to put back.
+OnEvent = Callable[[str, str, Mapping[str, Any], bool], Awaitable[None]]
 ObjectKey = tuple[str, str]
 
 
@@ -56,8 +58,8 @@ class ChildWatch:
         self.watch_seconds = watch_seconds
         #: owner -> {name: Child}
         self._by_owner: dict[Owner, dict[str, Child]] = {}
-        #: (namespace, name) -> (resourceVersion, owners): to update and remove entries
-        self._objects: dict[ObjectKey, tuple[str, tuple[Owner, ...]]] = {}
+        #: (namespace, name) -> (resourceVersion, owners, shape): to update and remove entries
+        self._objects: dict[ObjectKey, tuple[str, tuple[Owner, ...], int | None]] = {}
         self._versions: dict[str | None, str] = {}
 
     # -- the index --------------------------------------------------------------------
@@ -75,7 +77,7 @@ class ChildWatch:
         return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
 
     def _remove(self, key: ObjectKey) -> None:
-        _, owners = self._objects.pop(key, ("", ()))
+        _, owners, _ = self._objects.pop(key, ("", (), None))
         for owner in owners:
             children = self._by_owner.get(owner)
             if children is not None:
@@ -83,14 +85,18 @@ class ChildWatch:
                 if not children:
                     del self._by_owner[owner]
 
-    def _put(self, body: Mapping[str, Any]) -> None:
+    def _put(self, body: Mapping[str, Any]) -> bool:
+        """Index ``body``; True when only its status changed since the last version seen."""
         key = self._key(body)
+        before = self._objects.get(key)
         self._remove(key)
         entries = child_of(body)
         for owner, child in entries.items():
             self._by_owner.setdefault(owner, {})[child.name] = child
-        version = str((body.get("metadata") or {}).get("resourceVersion") or "")
-        self._objects[key] = (version, tuple(entries))
+        meta = body.get("metadata") or {}
+        shape = _shape(meta)
+        self._objects[key] = (str(meta.get("resourceVersion") or ""), tuple(entries), shape)
+        return shape is not None and before is not None and before[2] == shape
 
     # -- list and watch ---------------------------------------------------------------
 
@@ -102,7 +108,7 @@ class ChildWatch:
     async def _list(self, scope: str | None, replay: bool) -> None:
         items, version = await self.kube.list_all(self.kind, scope, self.selector)
         seen: set[ObjectKey] = set()
-        changed: list[tuple[str, Obj]] = []
+        changed: list[tuple[str, Obj, bool]] = []
         for item in items:
             body = (
                 item if "kind" in item else {**item, "kind": self.kind.kind}
@@ -111,21 +117,21 @@ class ChildWatch:
             seen.add(key)
             before = self._objects.get(key)
             rv = str((body.get("metadata") or {}).get("resourceVersion") or "")
+            status_only = self._put(body)
             if before is None or before[0] != rv:
-                changed.append(("ADDED" if before is None else "MODIFIED", body))
-            self._put(body)
+                changed.append(("ADDED" if before is None else "MODIFIED", body, status_only))
         gone = [k for k in self._objects if (scope is None or k[0] == scope) and k not in seen]
         for key in gone:
-            changed.append(("DELETED", self._stub(key)))
+            changed.append(("DELETED", self._stub(key), False))
             self._remove(key)
         self._versions[scope] = version
         if replay:
-            for event_type, body in changed:
-                await self._deliver(event_type, body)
+            for event_type, body, status_only in changed:
+                await self._deliver(event_type, body, status_only)
 
     def _stub(self, key: ObjectKey) -> Obj:
         """A body for a child that vanished while the watch was down: its owners, no more."""
-        _, owners = self._objects[key]
+        _, owners, _ = self._objects[key]
         refs = []
         for owner in owners:
             for child in (self._by_owner.get(owner) or {}).values():
@@ -187,19 +193,32 @@ class ChildWatch:
             self._versions[scope] = version
             if event_type == "BOOKMARK":
                 continue
+            status_only = False
             if event_type == "DELETED":
                 self._remove(self._key(body))
             else:
-                self._put(body)
-            await self._deliver(event_type, body)
+                status_only = self._put(body)
+            await self._deliver(event_type, body, status_only)
 
-    async def _deliver(self, event_type: str, body: Mapping[str, Any]) -> None:
+    async def _deliver(self, event_type: str, body: Mapping[str, Any], status_only: bool) -> None:
         try:
-            await self.on_event(self.kind.kind, event_type, body)
+            await self.on_event(self.kind.kind, event_type, body, status_only)
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.exception("handling %s %s failed", event_type, self._key(body))
+
+
+def _shape(meta: Mapping[str, Any]) -> int | None:
+    """A digest of what a hand edit could change, for kinds with ``metadata.generation``
+    (bumped by every spec change); None for kinds without it (ConfigMaps, Services)."""
+    generation = meta.get("generation")
+    if generation is None:
+        return None
+    owners = [(r.get("uid"), r.get("controller")) for r in meta.get("ownerReferences") or ()]
+    labels = sorted((meta.get("labels") or {}).items())
+    annotations = sorted((meta.get("annotations") or {}).items())
+    return hash((generation, repr(labels), repr(annotations), repr(owners)))
 
 
 class ChildWatches:

@@ -42,7 +42,8 @@ class GatewayUnderTest:
 
     @property
     def metrics_url(self) -> str:
-        assert self.running is not None and self.running.metrics_port is not None
+        assert self.running is not None
+        assert self.running.metrics_port is not None
         return f"http://127.0.0.1:{self.running.metrics_port}/metrics"
 
     @property

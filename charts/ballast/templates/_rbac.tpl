@@ -139,3 +139,13 @@
   - create
   - update
 {{- end }}
+
+{{- define "ballast.rbac.gateway.keys" -}}
+- apiGroups:
+  - ''
+  resources:
+  - secrets
+  verbs:
+  - list
+  - watch
+{{- end }}

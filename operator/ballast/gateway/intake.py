@@ -33,6 +33,8 @@ class IntakeError(Exception):
 
 class Stream(Protocol):
     async def readany(self) -> bytes: ...
+    def is_eof(self) -> bool: ...
+    def read_nowait(self, n: int = -1) -> bytes: ...
 
 
 def check_declared(length: int | None, encoding: str, limit: int) -> None:
@@ -51,6 +53,12 @@ def check_declared(length: int | None, encoding: str, limit: int) -> None:
 
 async def read_body(stream: Stream, encoding: str, limit: int, seconds: float) -> bytes:
     """The (inflated) body, or :class:`IntakeError` (408, 413, 400)."""
+    if stream.is_eof() and encoding in ("", "identity"):
+        # The usual small request arrived whole with its head: no wait, no timer.
+        body = stream.read_nowait(-1)
+        if len(body) > limit:
+            raise _too_large(limit)
+        return body
     try:
         async with asyncio.timeout(seconds):
             if encoding in ("", "identity"):

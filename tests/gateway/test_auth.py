@@ -218,3 +218,18 @@ async def test_keys_follow_their_secrets_without_restart_and_never_leak(
         assert KEY_B not in text
         assert KEY_A[3:] not in text
         assert KEY_B[3:] not in text
+
+
+async def test_not_ready_until_the_keys_were_read(
+    backend: BackendFactory, gateway: GatewayFactory
+) -> None:
+    primary = await backend("primary")
+    rows = [table("chat", [backend_row("primary", primary.url)])]
+    unread = await gateway(rows, keys=KeyRing())  # the key Secrets not listed yet
+    read = await gateway(rows, keys=ring(secret(KEY_A)))
+    async with aiohttp.ClientSession() as http:
+        async with http.get(unread.url + "/readyz") as r:
+            assert r.status == 503
+            assert (await r.json())["status"] == "client keys not read yet"
+        async with http.get(read.url + "/readyz") as r:
+            assert r.status == 200

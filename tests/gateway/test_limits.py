@@ -241,8 +241,11 @@ async def test_malformed_http_is_one_log_line_without_raw_bytes(
     for raw in SMUGGLING * 3:
         reader, writer = await asyncio.open_connection("127.0.0.1", port_of(gw))
         writer.write(raw)
-        status_line = await reader.readline()
-        assert status_line.split()[1] == b"400"
+        status, headers, body = await answer(reader)
+        assert status == 400
+        assert json.loads(body)["error"]["code"] == "malformed_request"  # OpenAI shape
+        assert headers["server"] == "ballast"
+        assert b"SECRET" not in body
         writer.close()
     assert gw.sample("ballast_gateway_malformed_requests_total") == 6
     records = [r for r in caplog.records if "aiohttp" in r.name or "malformed" in r.getMessage()]

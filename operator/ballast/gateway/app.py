@@ -316,8 +316,12 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 async def _readyz(request: web.Request) -> web.Response:
-    """200 once the table source loaded for the first time (zero tables included)."""
-    store = request.app[GATEWAY].store
+    """200 once the table source loaded for the first time (zero tables included) and, with
+    client authentication, the key Secrets were listed (until then every key is refused)."""
+    gw = request.app[GATEWAY]
+    store = gw.store
+    if gw.keys is not None and not gw.keys.ready:
+        return web.json_response({"status": "client keys not read yet"}, status=503)
     if store.ready:
         return web.json_response({"status": "ready", "models": len(store.current.routes)})
     return web.json_response({"status": "routing tables not read yet"}, status=503)

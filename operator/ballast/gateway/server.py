@@ -28,6 +28,8 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
 from ballast.gateway import errors
 from ballast.gateway.app import GATEWAY, metrics_app
@@ -57,6 +59,47 @@ class _Refuse(asyncio.Protocol):
         transport.close()
 
 
+class _Handler(RequestHandler):
+    """aiohttp's connection handler, answering what never reached the app (malformed HTTP,
+    a crash) in OpenAI shape with ``Server: ballast`` instead of versioned plain text."""
+
+    __slots__ = ()
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        self.log_exception("Error handling request from %s", request.remote, exc_info=exc)
+        if request.writer.output_size > 0:
+            raise ConnectionError("an answer was already sent; cannot send the error")
+        if isinstance(exc, HttpProcessingError):
+            body = errors.error_body(
+                f"malformed HTTP request ({type(exc).__name__})",
+                errors.INVALID_REQUEST,
+                "malformed_request",
+            )
+        else:
+            body = errors.error_body("internal error", errors.SERVER_ERROR, "internal_error")
+        response = web.Response(
+            status=status,
+            body=body,
+            content_type="application/json",
+            headers={"Server": "ballast", errors.BACKEND_HEADER: errors.NO_BACKEND},
+        )
+        response.force_close()
+        return response
+
+
+def _handler(server: web.Server) -> RequestHandler:
+    """A connection handler as ``server()`` makes one, of the gateway's class. (aiohttp has
+    no public hook for the class; ``_loop`` and ``_kwargs`` are what ``Server.__call__``
+    passes. tests/gateway/test_limits.py fails should that change.)"""
+    return _Handler(server, loop=server._loop, **server._kwargs)
+
+
 class BoundedSite(web.TCPSite):
     """A TCP listener that serves at most ``limit`` client connections at a time."""
 
@@ -75,7 +118,7 @@ class BoundedSite(web.TCPSite):
             if len(server.connections) >= self.limit:
                 self.refused += 1
                 return _Refuse()
-            return server()
+            return _handler(server)
 
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(

@@ -116,7 +116,10 @@ def rbac_template() -> dict[Path, str]:
             if rules:
                 out.append(_dump(rules).rstrip("\n") + "\n")
             out.append("{{- end }}\n")
-    for name, table in (("operator.leaderElection", LEADER_ELECTION), ("gateway.keys", GATEWAY_KEYS)):
+    for name, table in (
+        ("operator.leaderElection", LEADER_ELECTION),
+        ("gateway.keys", GATEWAY_KEYS),
+    ):
         out.append(f'\n{{{{- define "ballast.rbac.{name}" -}}}}\n')
         out.append(_dump([p.as_rule() for p in table]).rstrip("\n") + "\n")
         out.append("{{- end }}\n")

@@ -5,6 +5,7 @@
   labelled ``ballast.dev/gateway-key`` there (the chart's own random key included), follows
   rotation and revocation without a restart, and ignores unlabelled Secrets and labelled
   ones elsewhere.
+- The chart's random client key is kept across ``helm upgrade``.
 - The chart's engine NetworkPolicies are accepted by the API server (which validates them)
   and, read back as stored, select exactly the engine pods the operator's Deployments make
   and admit exactly this release's gateway and operator pods. Enforcement needs a CNI
@@ -201,5 +202,13 @@ def test_chart_engine_network_policies_are_accepted_and_select_the_right_pods(
         assert admitted == {(release.namespace, p) for p in release_pods}
         components = {p.split("-")[2] for _, p in admitted}  # ballast-np-<component>-...
         assert components == {"gateway", "operator"}
+
+        # the chart's client key survives an upgrade (lookup), so clients keep working
+        key_path = f"/api/v1/namespaces/{release.namespace}/secrets/ballast-np-gateway-key"
+        key = api.get(key_path)["data"]["key"]
+        assert base64.b64decode(key).decode().startswith("sk-ballast-")
+        helm("upgrade", release.name, str(CHART), "--namespace", release.namespace,
+             "--reuse-values", "--set", "gateway.logLevel=debug")  # fmt: skip
+        assert api.get(key_path)["data"]["key"] == key
     finally:
         helm("uninstall", release.name, "--namespace", release.namespace, "--wait")

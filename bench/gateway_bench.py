@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gateway_keys_api import kubeconfig
 from gateway_load import LoadResult, ttft, wrk
 
 HERE = Path(__file__).resolve().parent
@@ -75,12 +76,25 @@ def routes_file(upstream: str, models: int, workdir: Path) -> Path:
 
 
 def gateway(
-    name: str, note: str, routes: Path, loop: str = "asyncio", client: str = "h1", **env: str
+    name: str,
+    note: str,
+    routes: Path,
+    loop: str = "asyncio",
+    client: str = "h1",
+    extra: tuple[str, ...] = (),
+    **env: str,
 ) -> Target:
     t = Target(name, note, env=env, port=free_port())
     t.cmd = [PY, "-m", "ballast.cli", "gateway", "--routes", str(routes), "--host", "127.0.0.1",
-             "--port", str(t.port), "--loop", loop, "--upstream-client", client, "--log-level", "warning"]  # fmt: skip
+             "--port", str(t.port), "--metrics-port", "0", "--loop", loop,
+             "--upstream-client", client, "--log-level", "warning", *extra]  # fmt: skip
     return t
+
+
+def keyed(name: str, note: str, routes: Path, keys_api: Path) -> Target:
+    """``gateway`` with client authentication on: keys from the stand-in API (100 keys)."""
+    extra = ("--kubeconfig", str(keys_api), "--auth", "keys", "--auth-namespace", "bench")
+    return gateway(name, note, routes, extra=extra)
 
 
 def floor(name: str, note: str, upstream: str, uvloop: bool = False) -> Target:
@@ -90,9 +104,10 @@ def floor(name: str, note: str, upstream: str, uvloop: bool = False) -> Target:
     return t
 
 
-def targets(upstream: str, routes: Path) -> list[Target]:
+def targets(upstream: str, routes: Path, keys_api: Path) -> list[Target]:
     return [
         gateway("gateway", "ballast gateway: h1 upstream client, asyncio loop, aiohttp C parser", routes),
+        keyed("gateway+auth", "same as `gateway` with --auth keys (100 keys, every request authenticated)", routes, keys_api),
         gateway("gateway+uvloop", "same with --loop uvloop", routes, loop="uvloop"),
         gateway("gateway/aiohttp-client", "same as `gateway` with --upstream-client aiohttp", routes, client="aiohttp"),
         gateway("gateway/no-cext", "same as `gateway` with AIOHTTP_NO_EXTENSIONS=1 (pure-Python HTTP parser)", routes, AIOHTTP_NO_EXTENSIONS="1"),
@@ -218,6 +233,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--only", default="", help="comma-separated target names (default: all)")
     parser.add_argument("--upstream", choices=["aiohttp", "raw"], default="aiohttp")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="also run `gateway/before`: the gateway from another checkout's operator/ "
+        "directory (e.g. `git archive <commit> operator | tar -x -C DIR`), same flags as "
+        "`gateway` minus those it does not know",
+    )
     return parser.parse_args()
 
 
@@ -236,11 +258,20 @@ def main() -> int:
     direct = Target(
         "direct", f"the upstream itself ({kind}, bench/gateway_upstream.py)", port=up_port
     )
-    chosen = [t for t in targets(upstream_url, routes_file(upstream_url, MODELS, workdir))
+    keys_port = free_port()
+    keys_config = kubeconfig(keys_port, workdir / "keys.kubeconfig")
+    chosen = [t for t in targets(upstream_url, routes_file(upstream_url, MODELS, workdir), keys_config)
               if not args.only or t.name in args.only.split(",")]  # fmt: skip
+    if args.before is not None:
+        old = gateway("gateway/before", f"`gateway` from {args.before}", workdir / "routes-100.json",
+                      PYTHONPATH=str(args.before.resolve()))  # fmt: skip
+        old.cmd.remove("--metrics-port")
+        old.cmd.remove("0")
+        chosen.insert(0, old)
     one_model = gateway("gateway-1-model", "", routes_file(upstream_url, 1, workdir))
     before = machine_load()
     upstream = start([PY, str(HERE / "gateway_upstream.py"), str(up_port), *flags], up_port, log)
+    keys_api = start([PY, str(HERE / "gateway_keys_api.py"), str(keys_port)], keys_port, log)
     try:
         for t in [*chosen, one_model]:
             t.proc = start(t.cmd, t.port, log, t.env)
@@ -267,6 +298,7 @@ def main() -> int:
         for t in chosen:
             stop(t.proc)
         stop(upstream)
+        stop(keys_api)
     print(report(results, ttfts, rss, conns))
     print("\nTargets:\n" + "\n".join(f"- `{t.name}`: {t.note}" for t in [direct, *chosen]))
     print(f"\nmachine before: {before}\nmachine after:  {machine_load()}\nprocess logs: {log}")

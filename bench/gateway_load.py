@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway_keys_api import BENCH_KEY
+
 CHAT_BODY = (
     b'{"model":"bench","messages":[{"role":"system","content":"You are terse."},'
     b'{"role":"user","content":"Say something about foxes."}],"max_tokens":16,"temperature":0}'
@@ -23,6 +25,7 @@ WRK_SCRIPT = """
 wrk.method = "POST"
 wrk.body = [[%s]]
 wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %s"
 """
 
 
@@ -63,7 +66,7 @@ def parse_wrk(out: str) -> LoadResult:
 def wrk(url: str, connections: int, seconds: float) -> LoadResult:
     """Run wrk (one thread: it shares two cores with everything else) against ``url``."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(WRK_SCRIPT % CHAT_BODY.decode())
+        f.write(WRK_SCRIPT % (CHAT_BODY.decode(), BENCH_KEY))
         script = f.name
     try:
         out = subprocess.run(
@@ -100,8 +103,8 @@ async def _ttft(host: str, port: int, path: str, count: int) -> list[float]:
     reader, writer = await asyncio.open_connection(host, port)
     request = (
         b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
-        b"Content-Length: %d\r\n\r\n%s"
-        % (path.encode(), host.encode(), len(STREAM_BODY), STREAM_BODY)
+        b"Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s"
+        % (path.encode(), host.encode(), BENCH_KEY.encode(), len(STREAM_BODY), STREAM_BODY)
     )
     try:
         for _ in range(20):  # warm-up

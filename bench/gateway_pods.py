@@ -63,14 +63,15 @@ def slice_of(port: int) -> dict[str, Any]:
                            "targetRef": {"name": f"pod-{port}"}}]}  # fmt: skip
 
 
-def serve(port: int, pods: list[int], service_url: str, pick: str) -> None:
+def serve(port: int, metrics_port: int, pods: list[int], service_url: str, pick: str) -> None:
     """One gateway process: the bench table, the pods as static EndpointSlices."""
-    from aiohttp import web
+    import asyncio
 
     import ballast.gateway.balancer as balancer
     from ballast.gateway.app import create_app
     from ballast.gateway.config import GatewayConfig
     from ballast.gateway.endpoints import Endpoints
+    from ballast.gateway.server import serve as run_gateway
     from ballast.gateway.sources import StaticSource
     from ballast.routing import RoutingTable
 
@@ -88,9 +89,9 @@ def serve(port: int, pods: list[int], service_url: str, pick: str) -> None:
 
         balancer.least_loaded = round_robin  # type: ignore[assignment]
     tables = [RoutingTable.model_validate(table(service_url))]
-    config = GatewayConfig(host="127.0.0.1", port=port)
+    config = GatewayConfig(host="127.0.0.1", port=port, metrics_port=metrics_port)
     app = create_app(config, StaticSource(tables), endpoints=endpoints)
-    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+    asyncio.run(run_gateway(app, shutdown_timeout=5))
 
 
 def pod_counts(port: int) -> dict[str, float]:
@@ -122,17 +123,18 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "slow/leastLoaded": (slow, slow[0], "leastLoaded"),
             "slow/round-robin": (slow, slow[0], "round-robin"),
         }
-        ports, pids = {}, {}
+        ports, metrics_ports, pids = {}, {}, {}
         for name, (pods, url_port, pick) in gateways.items():
-            port = free_port()
-            cmd = [sys.executable, __file__, "serve", str(port), "--pods", ",".join(map(str, pods)),
+            port, metrics_port = free_port(), free_port()
+            cmd = [sys.executable, __file__, "serve", str(port), "--metrics-port", str(metrics_port),
+                   "--pods", ",".join(map(str, pods)),
                    "--service-url", f"http://127.0.0.1:{url_port}/v1", "--pick", pick]  # fmt: skip
             proc = start(cmd, port, log)
             procs.append(proc)
-            ports[name], pids[name] = port, proc.pid
+            ports[name], metrics_ports[name], pids[name] = port, metrics_port, proc.pid
         urls = {"direct": f"http://127.0.0.1:{fast[0]}/v1/chat/completions"}
         urls |= {n: f"http://127.0.0.1:{p}/v1/chat/completions" for n, p in ports.items()}
-        return measure(args, urls, pids, ports, slow)
+        return measure(args, urls, pids, metrics_ports, slow)
     finally:
         for proc in procs:
             stop(proc)
@@ -200,11 +202,14 @@ def main() -> int:
         p = argparse.ArgumentParser()
         p.add_argument("cmd")
         p.add_argument("port", type=int)
+        p.add_argument("--metrics-port", type=int, required=True)
         p.add_argument("--pods", default="")
         p.add_argument("--service-url", required=True)
         p.add_argument("--pick", default="leastLoaded")
         a = p.parse_args()
-        serve(a.port, [int(x) for x in a.pods.split(",") if x], a.service_url, a.pick)
+        serve(
+            a.port, a.metrics_port, [int(x) for x in a.pods.split(",") if x], a.service_url, a.pick
+        )
         return 0
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 from chart_schema import VALUES, Schema
 
-from ballast.permissions import GATEWAY, LEADER_ELECTION, OPERATOR, Permission
+from ballast.permissions import GATEWAY, GATEWAY_KEYS, LEADER_ELECTION, OPERATOR, Permission
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "charts" / "ballast"
@@ -116,9 +116,13 @@ def rbac_template() -> dict[Path, str]:
             if rules:
                 out.append(_dump(rules).rstrip("\n") + "\n")
             out.append("{{- end }}\n")
-    out.append('\n{{- define "ballast.rbac.operator.leaderElection" -}}\n')
-    out.append(_dump([p.as_rule() for p in LEADER_ELECTION]).rstrip("\n") + "\n")
-    out.append("{{- end }}\n")
+    for name, table in (
+        ("operator.leaderElection", LEADER_ELECTION),
+        ("gateway.keys", GATEWAY_KEYS),
+    ):
+        out.append(f'\n{{{{- define "ballast.rbac.{name}" -}}}}\n')
+        out.append(_dump([p.as_rule() for p in table]).rstrip("\n") + "\n")
+        out.append("{{- end }}\n")
     return {TEMPLATES / "_rbac.tpl": "".join(out)}
 
 

@@ -210,6 +210,8 @@ GATEWAY: Schema = obj(
         "enabled": BOOL,
         "replicaCount": integer(0),
         "port": PORT,
+        "metricsPort": PORT,
+        "auth": obj({"enabled": BOOL, "createKey": BOOL}),
         "maxBodyBytes": integer(0),
         "logLevel": {"type": "string", "enum": ["debug", "info", "warning", "error"]},
         "shutdownTimeoutSeconds": integer(1, 3600),
@@ -256,6 +258,13 @@ VALUES: Schema = {
                 }
             ),
             "imagePullSecrets": array({"type": "string", "minLength": 1}),
+            "engineNetworkPolicy": obj(
+                {
+                    "enabled": BOOL,
+                    "namespaces": {**array(DNS_LABEL), "uniqueItems": True},
+                    "allowNamespaces": {**array(DNS_LABEL), "uniqueItems": True},
+                }
+            ),
             "watchNamespaces": {**array(DNS_LABEL), "uniqueItems": True},
             "operator": OPERATOR,
             "gateway": GATEWAY,

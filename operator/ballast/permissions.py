@@ -87,6 +87,11 @@ LEADER_ELECTION: tuple[Permission, ...] = (
     Permission("coordination.k8s.io", ("leases",), ("get", "create", "update")),
 )
 
+#: The gateway's client keys (``ballast gateway --auth keys``): list and watch of Secrets, granted
+#: by a Role in the gateway's own namespace only. RBAC cannot narrow a list to a label; the
+#: gateway itself only ever asks with the ``ballast.dev/gateway-key`` label selector.
+GATEWAY_KEYS: tuple[Permission, ...] = (Permission("", ("secrets",), ("list", "watch")),)
+
 #: The gateway (``ballast gateway``): routing ConfigMaps, single Secrets its routes name, and
 #: the EndpointSlices of the backends' Services (to pick a pod per request).
 GATEWAY: tuple[Permission, ...] = (

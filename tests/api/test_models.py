@@ -49,6 +49,7 @@ def test_defaults_live_in_the_models() -> None:
     assert spec["fallback"] == {
         "maxAttempts": 3,
         "perTryTimeoutSeconds": 60,
+        "generationTimeoutSeconds": 900,
         "retryOn": ["connect-failure", "5xx", "429", "timeout"],
         "circuitBreaker": {"consecutiveFailures": 5, "openSeconds": 30},
         "healthyAfter": 2,

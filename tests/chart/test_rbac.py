@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 import pytest
 
-from ballast.permissions import GATEWAY, OPERATOR, Permission
+from ballast.permissions import GATEWAY, GATEWAY_KEYS, OPERATOR, Permission
 
 from .conftest import NAMESPACE, Helm, Obj
 
@@ -76,8 +76,29 @@ def test_no_wildcards_anywhere(rendered: list[Obj]) -> None:
 def test_cluster_wide_by_default_grants_exactly_the_table(
     default_objects: list[Obj], component: str, table: tuple[Permission, ...]
 ) -> None:
-    assert granted_to(default_objects, component) == {None: declared(table)}
-    assert not [o for o in default_objects if o["kind"] in {"Role", "RoleBinding"}]
+    granted = granted_to(default_objects, component)
+    assert granted.pop(None) == declared(table)
+    # besides: the gateway's client keys, in its own namespace only (a Role)
+    assert granted == ({NAMESPACE: declared(GATEWAY_KEYS)} if component == "gateway" else {})
+
+
+def test_gateway_key_secrets_are_listed_only_in_its_own_namespace(helm: Helm) -> None:
+    objects = helm.objects(set_json=['watchNamespaces=["ai","team-b"]'])
+    granted = granted_to(objects, "gateway")
+    assert (
+        granted[NAMESPACE]
+        == declared(GATEWAY_KEYS)
+        == {
+            ("", "secrets", "list"),
+            ("", "secrets", "watch"),
+        }
+    )
+    for ns, grants_there in granted.items():
+        if ns != NAMESPACE:
+            assert ("", "secrets", "list") not in grants_there, ns
+            assert ("", "secrets", "watch") not in grants_there, ns
+    without = granted_to(helm.objects(set_=["gateway.auth.enabled=false"]), "gateway")
+    assert NAMESPACE not in without  # no key Secrets to read: no Role
 
 
 @pytest.mark.parametrize(("component", "table"), [("operator", OPERATOR), ("gateway", GATEWAY)])
@@ -86,6 +107,8 @@ def test_watch_namespaces_grants_the_table_only_there(
 ) -> None:
     objects = helm.objects(set_json=['watchNamespaces=["ai","team-b"]'])
     by_ns = granted_to(objects, component)
+    if component == "gateway":
+        assert by_ns.pop(NAMESPACE) == declared(GATEWAY_KEYS)
     cluster = by_ns.pop(None, set())
     assert set(by_ns) == {"ai", "team-b"}
     for ns_grants in by_ns.values():

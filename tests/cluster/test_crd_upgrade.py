@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ballast.api import parse_llmservice
+
 from ._release import CRD_PATH, kubectl_for
 from .binaries import REPO
 from .controlplane import ControlPlane
@@ -77,6 +79,37 @@ def readable(obj: JSON) -> JSON:
     }
 
 
+def added_fields(after: JSON, before: JSON, path: str = "") -> dict[str, object]:
+    """Fields ``after`` has and ``before`` lacks (dotted paths); every other value must match."""
+    added: dict[str, object] = {}
+    for key, value in after.items():
+        where = f"{path}.{key}" if path else key
+        if key not in before:
+            added[where] = value
+        elif isinstance(value, dict) and isinstance(before[key], dict):
+            added |= added_fields(value, before[key], where)
+    return added
+
+
+def at(doc: JSON, dotted: str) -> object:
+    for key in dotted.split("."):
+        doc = doc[key]
+    return doc
+
+
+def assert_kept(obj: JSON, before: JSON) -> None:
+    """``obj`` is ``before`` (see :func:`readable`) plus, at most, fields the current API
+    added, each with its default (the server defaults them on read)."""
+    now = copy.deepcopy(readable(obj))
+    added = added_fields(now, before)
+    defaults = {"spec": parse_llmservice(obj).spec.to_json()}
+    assert added == {k: at(defaults, k) for k in added}, obj["metadata"]["name"]
+    for key in added:
+        *parents, last = key.split(".")
+        del at(now, ".".join(parents))[last]  # type: ignore[attr-defined]
+    assert now == before, obj["metadata"]["name"]
+
+
 @pytest.fixture
 def kubectl(fresh_control_plane: ControlPlane, k8s_tools: Path) -> Tool:
     return kubectl_for(fresh_control_plane, k8s_tools)
@@ -119,7 +152,8 @@ def test_objects_from_the_baseline_crd_survive_the_current_crd(
     )
 
     after = {p: api.get(p) for p in paths}
-    assert {p: readable(o) for p, o in after.items()} == before
+    for p, obj in after.items():
+        assert_kept(obj, before[p])
     stored = tmp_path / "stored.yaml"
     stored.write_text(yaml.safe_dump_all(list(after.values())))
     validate = subprocess.run(
@@ -138,5 +172,15 @@ def test_objects_from_the_baseline_crd_survive_the_current_crd(
         created = api.post(f"{API}/namespaces/ai/llmservices", again)
         assert created["spec"] == obj["spec"], path
     # ... and re-applying the user's unchanged manifests (a GitOps sync) changes nothing.
+    # The first apply after the upgrade may store the new fields' defaults once (a new
+    # resourceVersion, the same generation: no spec change); from then on nothing changes.
     kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(examples))
-    assert {p: readable(api.get(p)) for p in paths} == before
+    synced = {p: api.get(p) for p in paths}
+    for p, obj in synced.items():
+        moved = obj["metadata"]["resourceVersion"] != before[p]["resourceVersion"]
+        if moved and added_fields(readable(obj), before[p]):
+            obj = copy.deepcopy(obj)
+            obj["metadata"]["resourceVersion"] = before[p]["resourceVersion"]
+        assert_kept(obj, before[p])
+    kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(examples))
+    assert {p: readable(api.get(p)) for p in paths} == {p: readable(o) for p, o in synced.items()}

@@ -51,13 +51,15 @@ def free_port() -> int:
 class Gateway:
     process: ManagedProcess
     port: int
+    metrics_port: int
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def metrics(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as r:
             return str(r.read().decode())
 
     def ready(self) -> bool:
@@ -131,12 +133,13 @@ class Stack:
         return self.engines()
 
     def start_gateway(self, token: str, *extra: str) -> Gateway:
-        port = free_port()
+        port, metrics_port = free_port(), free_port()
         kubeconfig = self.plane.kubeconfig_for_token(token, self.tmp / f"gw-{port}.kubeconfig")
         argv = [sys.executable, "-m", "ballast.cli", "gateway", "--kubeconfig", str(kubeconfig),
-                "--namespace", self.namespace, "--host", "127.0.0.1", "--port", str(port), *extra]  # fmt: skip
+                "--namespace", self.namespace, "--host", "127.0.0.1", "--port", str(port),
+                "--metrics-port", str(metrics_port), "--auth", "none", *extra]  # fmt: skip
         proc = ManagedProcess(f"gateway-{port}", argv, self.tmp / f"gateway-{port}.log")
-        gw = Gateway(proc, port)
+        gw = Gateway(proc, port, metrics_port)
         self.gateways.append(gw)
         proc.start()
         proc.wait_until(gw.ready, timeout=60, what="ready")

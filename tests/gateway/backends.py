@@ -32,6 +32,8 @@ class Behaviour:
     chunk_delay: float = 0.0
     chunks: int = 3
     break_after: int = 1
+    #: Extra headers of a ``status`` answer (Retry-After, rate-limit headers).
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def free_port() -> int:
@@ -141,7 +143,7 @@ class FakeBackend:
                     "code": None,
                 }
             }
-            return web.json_response(error, status=b.status)  # fmt: skip
+            return web.json_response(error, status=b.status, headers=b.headers)
         endpoint = request.match_info["endpoint"]
         if body.get("stream"):
             return await self._stream(request, body["model"], b)

@@ -1,5 +1,5 @@
-"""A tiny Kubernetes API server for the gateway's calls: list/watch ConfigMaps and
-EndpointSlices, get Secrets.
+"""A tiny Kubernetes API server for the gateway's calls: list/watch ConfigMaps,
+EndpointSlices and (labelled, in one namespace) Secrets, get Secrets.
 
 Real HTTP on 127.0.0.1, bearer-token checked, with resourceVersions, label selectors,
 namespace scoping, watch streams and "410 Gone" on demand. Every request is recorded so
@@ -27,6 +27,8 @@ class FakeKube:
     #: EndpointSlice lists and watches answer this status when it is not 200 (403: no RBAC).
     slices_status: int = 200
     secrets: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    #: Whole Secret objects served to list/watch (client key Secrets).
+    key_secrets: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     events: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
     version: int = 100
@@ -43,6 +45,7 @@ class FakeKube:
         app.router.add_get("/api/v1/configmaps", self._configmaps)
         app.router.add_get("/api/v1/namespaces/{ns}/configmaps", self._configmaps)
         app.router.add_get("/api/v1/namespaces/{ns}/secrets/{name}", self._secret)
+        app.router.add_get("/api/v1/namespaces/{ns}/secrets", self._secrets)
         root = "/apis/discovery.k8s.io/v1"
         app.router.add_get(root + "/endpointslices", self._slices)
         app.router.add_get(root + "/namespaces/{ns}/endpointslices", self._slices)
@@ -86,6 +89,25 @@ class FakeKube:
         self.slices[(ns, name)] = obj
         await self._emit(kind, obj)
 
+    async def put_key_secret(
+        self, ns: str, name: str, data: dict[str, str], labels: dict[str, str]
+    ) -> None:
+        """A Secret (``data`` in clear, stored base64) seen by list and watch."""
+        kind = "MODIFIED" if (ns, name) in self.key_secrets else "ADDED"
+        self.version += 1
+        obj = {"kind": "Secret", "type": "Opaque",
+               "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+               "metadata": {"namespace": ns, "name": name, "labels": labels,
+                            "resourceVersion": str(self.version)}}  # fmt: skip
+        self.key_secrets[(ns, name)] = obj
+        await self._emit(kind, obj)
+
+    async def delete_key_secret(self, ns: str, name: str) -> None:
+        obj = self.key_secrets.pop((ns, name))
+        self.version += 1
+        obj = {**obj, "metadata": {**obj["metadata"], "resourceVersion": str(self.version)}}
+        await self._emit("DELETED", obj)
+
     async def delete_configmap(self, ns: str, name: str) -> None:
         obj = self.configmaps.pop((ns, name))
         self.version += 1
@@ -124,6 +146,11 @@ class FakeKube:
         if not self._authorized(request):
             return web.json_response({"code": 401}, status=401)
         return await self._collection(request, self.configmaps, "ConfigMap")
+
+    async def _secrets(self, request: web.Request) -> web.StreamResponse:
+        if not self._authorized(request):
+            return web.json_response({"code": 401}, status=401)
+        return await self._collection(request, self.key_secrets, "Secret")
 
     async def _slices(self, request: web.Request) -> web.StreamResponse:
         if not self._authorized(request):

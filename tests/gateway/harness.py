@@ -14,6 +14,8 @@ from aiohttp import web
 
 from ballast.gateway.app import GATEWAY, Gateway, create_app
 from ballast.gateway.config import GatewayConfig
+from ballast.gateway.keys import KeyRing
+from ballast.gateway.server import Running, start
 from ballast.gateway.sources import FileSource
 
 
@@ -36,6 +38,13 @@ class GatewayUnderTest:
     routes: Path
     runner: web.AppRunner
     state: Gateway
+    running: Running | None = None
+
+    @property
+    def metrics_url(self) -> str:
+        assert self.running is not None
+        assert self.running.metrics_port is not None
+        return f"http://127.0.0.1:{self.running.metrics_port}/metrics"
 
     @property
     def base_url(self) -> str:
@@ -50,7 +59,8 @@ class GatewayUnderTest:
         return 0.0 if value is None else value
 
     async def stop(self) -> None:
-        await self.runner.cleanup()
+        if self.running is not None:
+            await self.running.stop()
 
 
 async def start_gateway(
@@ -58,21 +68,21 @@ async def start_gateway(
     tables: Sequence[dict[str, Any]] | str,
     *,
     clock: Callable[[], float] = time.monotonic,
+    keys: KeyRing | None = None,
     **config: Any,
 ) -> GatewayUnderTest:
+    """A gateway as ``ballast gateway`` serves it (same server settings), on ephemeral ports."""
     routes = tmp_path / "routes.json"
     gw = GatewayUnderTest("", routes, None, None)  # type: ignore[arg-type]
     gw.write(tables)
-    cfg = replace(
-        GatewayConfig(host="127.0.0.1", port=0, routes_file=routes, poll_interval=0.05), **config
+    base = GatewayConfig(
+        host="127.0.0.1", port=0, metrics_port=0, routes_file=routes, poll_interval=0.05
     )
-    app = create_app(cfg, FileSource(routes, cfg.poll_interval), clock=clock)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    gw.runner, gw.state = runner, app[GATEWAY]
-    gw.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    cfg = replace(base, **config)
+    app = create_app(cfg, FileSource(routes, cfg.poll_interval), clock=clock, keys=keys)
+    running = await start(app, shutdown_timeout=2)
+    gw.runner, gw.state, gw.running = running.api, app[GATEWAY], running
+    gw.url = f"http://127.0.0.1:{running.port}"
     return gw
 
 

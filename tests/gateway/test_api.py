@@ -109,6 +109,8 @@ async def test_probes_and_metrics(backend: BackendFactory, gateway: GatewayFacto
             async with http.get(gw.url + path) as r:
                 assert r.status == 200, path
         async with http.get(gw.url + "/metrics") as r:
+            assert r.status == 404  # never on the API port
+        async with http.get(gw.metrics_url) as r:
             text = await r.text()
     assert 'ballast_gateway_requests_total{backend="primary",model="chat",outcome="ok"} 1.0' in text
     for name in (

@@ -42,8 +42,9 @@ async def test_sigterm_drains_in_flight_request(backend: BackendFactory, tmp_pat
     primary.behave(delay=1.0)
     routes = tmp_path / "routes.yaml"
     routes.write_text(json.dumps(table("chat", [backend_row("primary", primary.url)])))
-    port = free_port()
-    env = os.environ | {"BALLAST_GATEWAY_PORT": str(port), "BALLAST_GATEWAY_LOG_LEVEL": "warning"}
+    port, metrics_port = free_port(), free_port()
+    env = os.environ | {"BALLAST_GATEWAY_PORT": str(port), "BALLAST_GATEWAY_LOG_LEVEL": "warning",
+                        "BALLAST_GATEWAY_METRICS_PORT": str(metrics_port)}  # fmt: skip
     proc = await asyncio.create_subprocess_exec(
         *CLI, "--routes", str(routes), "--host", "127.0.0.1", "--loop", "asyncio",
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -52,6 +53,11 @@ async def test_sigterm_drains_in_flight_request(backend: BackendFactory, tmp_pat
         url = f"http://127.0.0.1:{port}"
         await wait_ready(url, proc)
         async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{metrics_port}/metrics") as r:
+                assert r.status == 200
+                assert "ballast_gateway_in_flight" in await r.text()
+            async with http.get(url + "/metrics") as r:
+                assert r.status == 404  # never on the API port
             body = {"model": "chat", "input": "x"}
             pending = asyncio.create_task(http.post(url + "/v1/embeddings", json=body))
             await asyncio.sleep(0.3)
@@ -80,9 +86,24 @@ def test_unusable_routes_file_fails_fast(tmp_path: Path) -> None:
 
 def test_help_lists_flags_and_env_vars() -> None:
     out = subprocess.run([*CLI, "--help"], capture_output=True, text=True, timeout=30, check=True)
-    for flag in ("--routes", "--namespace", "--host", "--port", "--max-body-bytes", "--log-level"):
+    for flag in ("--routes", "--namespace", "--host", "--port", "--max-body-bytes", "--log-level",
+                 "--metrics-port", "--auth", "--auth-namespace", "--body-timeout",
+                 "--max-connections"):  # fmt: skip
         assert flag in out.stdout
     assert "BALLAST_GATEWAY_ROUTES" in out.stdout
+
+
+def test_keys_without_a_kubernetes_api_fail_fast(tmp_path: Path) -> None:
+    routes = tmp_path / "routes.json"
+    routes.write_text(json.dumps(table("chat", [backend_row("a", "http://127.0.0.1:9/v1")])))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBERNETES_", "KUBECONFIG"))}
+    env["HOME"] = str(tmp_path)
+    out = subprocess.run(
+        [*CLI, "--routes", str(routes), "--auth", "keys", "--auth-namespace", "gw"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert "--auth keys needs the Kubernetes API" in out.stderr
 
 
 def test_cli_module_imports_no_aiohttp() -> None:

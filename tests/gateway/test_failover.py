@@ -72,12 +72,12 @@ async def test_server_error_or_dropped_connection_falls_back(
     assert len(primary.seen) == 1
 
 
-async def test_timeout_falls_back(
+async def test_stream_not_started_in_time_falls_back(
     backend: BackendFactory, gateway: GatewayFactory, client_kind: str
 ) -> None:
     primary, _, gw = await two_tier(backend, gateway, client=client_kind, perTryTimeoutSeconds=1)
     primary.behave(delay=5)
-    raw = await chat(gw)
+    raw = await chat(gw, stream=True)
     assert raw.headers["x-ballast-backend"] == "cloud"
     assert raw.headers["x-ballast-attempts"] == "2"
 
@@ -91,7 +91,7 @@ async def test_every_attempt_timing_out_is_504(
     primary.behave(delay=3)
     cloud.behave(delay=3)
     with pytest.raises(openai.APIStatusError) as err:
-        await chat(gw)
+        await chat(gw, stream=True)
     assert err.value.status_code == 504
     assert err.value.response.headers["x-ballast-attempts"] == "2"
     assert err.value.body["code"] == "upstream_timeout"  # type: ignore[index]

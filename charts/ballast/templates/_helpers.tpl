@@ -167,3 +167,8 @@ topologySpreadConstraints:
     fieldRef:
       fieldPath: metadata.namespace
 {{- end }}
+
+{{- /* Name of the client key Secret the chart creates. */ -}}
+{{- define "ballast.gatewayKeySecret" -}}
+{{- printf "%s-key" (include "ballast.componentName" (list . "gateway")) -}}
+{{- end }}

@@ -157,3 +157,13 @@
   - create
   - update
 {{- end }}
+
+{{- define "ballast.rbac.gateway.keys" -}}
+- apiGroups:
+  - ''
+  resources:
+  - secrets
+  verbs:
+  - list
+  - watch
+{{- end }}

@@ -291,7 +291,20 @@ class Fallback(ApiModel):
     )
     per_try_timeout_seconds: Annotated[int, Field(ge=1, le=3600)] = Field(
         default=60,
-        description="Time one attempt may take until its response starts (first byte).",
+        description=(
+            "Time a backend may take to accept one attempt: to connect and, for a streamed "
+            "request, to send its first byte. Exceeding it is a failure of the backend "
+            "(retried on timeout, counted by the circuit breaker)."
+        ),
+    )
+    generation_timeout_seconds: Annotated[int, Field(ge=1, le=86400)] = Field(
+        default=900,
+        description=(
+            "Time a whole non-streamed answer may take once the backend accepted the request "
+            "(engines send its headers only when the generation is done). A generation that "
+            "runs longer is answered 504 and is neither re-sent to another backend nor counted "
+            "against the backend's circuit breaker."
+        ),
     )
     retry_on: Annotated[list[RetryOnItem], Field(max_length=5)] = Field(
         default_factory=_default_retry_on,

@@ -86,15 +86,20 @@ class AiohttpClient:
         self.env_proxies = EnvProxies()
 
     async def post(
-        self, url: URL, body: bytes, headers: Iterable[tuple[str, str]]
+        self,
+        url: URL,
+        body: bytes,
+        headers: Iterable[tuple[str, str]],
+        connect_timeout: float | None = None,
     ) -> AiohttpResponse:
         try:
             proxy = self.env_proxies.for_url(url.scheme, url.host or "")
+            timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout)
             resp = await self.session.post(
-                url, data=body, headers=CIMultiDict(headers), proxy=proxy
+                url, data=body, headers=CIMultiDict(headers), proxy=proxy, timeout=timeout
             )
-        except aiohttp.ClientConnectorError as e:
-            raise ConnectError(str(e)) from None
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as e:
+            raise ConnectError(str(e) or type(e).__name__) from None
         except (aiohttp.ClientConnectionError, OSError) as e:
             raise Disconnected(f"{type(e).__name__}: {e}") from None
         except aiohttp.ClientError as e:

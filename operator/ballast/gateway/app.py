@@ -5,8 +5,12 @@ here and hung on the app; there are no module-level singletons, so tests and ben
 can run several gateways in one process. One upstream client is shared by all requests:
 pooled keep-alive connections, bodies passed through byte for byte (no decompression),
 see :mod:`ballast.gateway.h1`. Lifecycle (client, Kubernetes client, table source task)
-runs in a cleanup context, so ``GracefulExit`` first drains in-flight requests, then
-closes them.
+runs in a cleanup context, so shutdown first drains in-flight requests, then closes
+them. ``/metrics`` is served by a separate app (:func:`metrics_app`) on a port of its own,
+never on the API port. With client authentication, ``/v1/*`` needs a key (see
+:mod:`~ballast.gateway.keys`); ``/healthz`` and ``/readyz`` never do. Every answer's
+``Server`` header is ``ballast``, without versions. Start apps with
+:mod:`~ballast.gateway.server`.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from ballast.gateway.config import GatewayConfig
 from ballast.gateway.credentials import Credentials
 from ballast.gateway.endpoints import Endpoints, SliceWatcher
 from ballast.gateway.h1 import Pool
+from ballast.gateway.keys import ClientKey, Denial, KeyRing, KeyWatcher
 from ballast.gateway.kube import KubeApi
 from ballast.gateway.metrics import Metrics
 from ballast.gateway.proxy import Proxy
@@ -52,6 +57,8 @@ class Gateway:
     client: UpstreamClient | None = None
     #: The pods behind each backend Service (None: every backend through its table URL).
     endpoints: Endpoints | None = None
+    #: Client keys; None when client authentication is off.
+    keys: KeyRing | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def upstream(self) -> UpstreamClient:
@@ -74,12 +81,19 @@ def create_app(
     registry: CollectorRegistry | None = None,
     endpoints: Endpoints | None = None,
     slices: SliceWatcher | None = None,
+    keys: KeyRing | None = None,
 ) -> web.Application:
     """A gateway app serving the tables ``tables`` provides (nothing runs until started).
 
     Pods are chosen from ``endpoints`` (kept current by ``slices`` when given, which then
-    runs with the app); without it every backend is reached through its table URL.
+    runs with the app); without it every backend is reached through its table URL. With
+    ``config.auth_namespace`` set, clients need a key: from ``keys`` when given (tests),
+    else from that namespace's key Secrets, watched through ``kube``.
     """
+    if config.auth_namespace is not None and keys is None:
+        if kube is None:
+            raise ValueError("client authentication needs the Kubernetes API (key Secrets)")
+        keys = KeyRing()
     metrics = Metrics(registry)
     if endpoints is not None:
         metrics.watch_pods(endpoints.rows)
@@ -90,7 +104,10 @@ def create_app(
         on_error=lambda _message: metrics.reload_errors.inc(),
     )
     creds = credentials or Credentials(kube, ttl=config.secret_ttl)
-    gw = Gateway(config, store, board, metrics, creds, endpoints=endpoints)
+    gw = Gateway(config, store, board, metrics, creds, endpoints=endpoints, keys=keys)
+    if keys is not None:
+        ring = keys
+        metrics.client_keys.set_function(lambda: len(ring))
     proxy = Proxy(
         store=store,
         board=board,
@@ -101,6 +118,8 @@ def create_app(
         rng=rng or random.Random(),
         buffer_limit=config.buffer_response_bytes,
         max_body_bytes=config.max_body_bytes,
+        body_timeout=config.body_timeout,
+        keys=keys,
     )
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=[_openai_errors])
     app[GATEWAY] = gw
@@ -110,9 +129,19 @@ def create_app(
     app.router.add_get("/v1/models/{model:.+}", _model)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
-    app.router.add_get("/metrics", _metrics)
     app.on_response_prepare.append(_default_headers)
-    app.cleanup_ctx.append(_lifecycle(gw, tables, kube, slices))
+    watcher = None
+    if keys is not None and kube is not None and config.auth_namespace is not None:
+        watcher = KeyWatcher(kube, keys, config.auth_namespace)
+    app.cleanup_ctx.append(_lifecycle(gw, tables, kube, slices, watcher))
+    return app
+
+
+def metrics_app(gw: Gateway) -> web.Application:
+    """The metrics listener's app: ``GET /metrics`` and nothing else."""
+    app = web.Application()
+    app.router.add_get("/metrics", _metrics_of(gw))
+    app.on_response_prepare.append(_server_header)
     return app
 
 
@@ -134,10 +163,14 @@ class SchemeClient:
         self.plain, self.tls = plain, tls
 
     async def post(
-        self, url: URL, body: bytes, headers: Iterable[tuple[str, str]]
+        self,
+        url: URL,
+        body: bytes,
+        headers: Iterable[tuple[str, str]],
+        connect_timeout: float | None = None,
     ) -> UpstreamResponse:
         client = self.tls if url.scheme == "https" else self.plain
-        return await client.post(url, body, headers)
+        return await client.post(url, body, headers, connect_timeout)
 
     async def close(self) -> None:
         await self.plain.close()
@@ -161,7 +194,11 @@ def upstream_client(config: GatewayConfig) -> UpstreamClient:
 
 
 def _lifecycle(
-    gw: Gateway, tables: TableSource, kube: KubeApi | None, slices: SliceWatcher | None
+    gw: Gateway,
+    tables: TableSource,
+    kube: KubeApi | None,
+    slices: SliceWatcher | None,
+    watcher: KeyWatcher | None,
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         gw.client = upstream_client(gw.config)
@@ -171,6 +208,8 @@ def _lifecycle(
         gw.tasks.append(task)
         if slices is not None:
             gw.tasks.append(asyncio.create_task(slices.run(), name="ballast-endpointslices"))
+        if watcher is not None:
+            gw.tasks.append(asyncio.create_task(watcher.run(), name="ballast-client-keys"))
         try:
             yield
         finally:
@@ -214,17 +253,50 @@ async def _default_headers(request: web.Request, response: web.StreamResponse) -
     if errors.BACKEND_HEADER not in response.headers:
         response.headers[errors.BACKEND_HEADER] = errors.NO_BACKEND
         response.headers[errors.ATTEMPTS_HEADER] = "0"
+    response.headers["Server"] = "ballast"
+
+
+async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = "ballast"
+
+
+def _client(request: web.Request) -> ClientKey | web.Response | None:
+    """The request's client key (None without authentication), or its 401 answer."""
+    gw = request.app[GATEWAY]
+    if gw.keys is None:
+        return None
+    found = gw.keys.authenticate(request.headers.get("Authorization"))
+    if isinstance(found, Denial):
+        gw.metrics.auth_denied(found.reason)
+        response = errors.error_response(found.status, found.message, code=found.code)
+        response.headers["WWW-Authenticate"] = 'Bearer realm="ballast"'
+        return response
+    return found
 
 
 async def _models(request: web.Request) -> web.Response:
-    body = request.app[GATEWAY].store.current.models_body
-    return web.Response(body=body, content_type="application/json")
+    client = _client(request)
+    if isinstance(client, web.Response):
+        return client
+    gw = request.app[GATEWAY]
+    snap = gw.store.current
+    if client is None or client.models is None or gw.keys is None:
+        return web.Response(body=snap.models_body, content_type="application/json")
+    data = [
+        {"id": m, "object": "model", "created": snap.created, "owned_by": "ballast"}
+        for m in gw.keys.allowed_models(client, sorted(snap.routes))
+    ]
+    return web.json_response({"object": "list", "data": data})
 
 
 async def _model(request: web.Request) -> web.Response:
+    client = _client(request)
+    if isinstance(client, web.Response):
+        return client
     snap = request.app[GATEWAY].store.current
     model = request.match_info["model"]
-    if model not in snap.routes:
+    if model not in snap.routes or (client is not None and client.models is not None
+                                    and model not in client.models):  # fmt: skip
         return errors.error_response(
             404, f"The model `{model}` does not exist", code="model_not_found", param="model"
         )
@@ -244,13 +316,20 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 async def _readyz(request: web.Request) -> web.Response:
-    """200 once the table source loaded for the first time (zero tables included)."""
-    store = request.app[GATEWAY].store
+    """200 once the table source loaded for the first time (zero tables included) and, with
+    client authentication, the key Secrets were listed (until then every key is refused)."""
+    gw = request.app[GATEWAY]
+    store = gw.store
+    if gw.keys is not None and not gw.keys.ready:
+        return web.json_response({"status": "client keys not read yet"}, status=503)
     if store.ready:
         return web.json_response({"status": "ready", "models": len(store.current.routes)})
     return web.json_response({"status": "routing tables not read yet"}, status=503)
 
 
-async def _metrics(request: web.Request) -> web.Response:
-    body = request.app[GATEWAY].metrics.render()
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+def _metrics_of(gw: Gateway) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def metrics(request: web.Request) -> web.Response:
+        body = gw.metrics.render()
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    return metrics

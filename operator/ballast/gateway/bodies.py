@@ -38,6 +38,8 @@ def parse_body(raw: bytes) -> ParsedBody:
         doc = json.loads(raw)
     except ValueError as e:
         raise BodyError(f"request body is not valid JSON: {e}") from None
+    except RecursionError:
+        raise BodyError("request body is nested too deeply") from None
     if not isinstance(doc, dict):
         raise BodyError("request body must be a JSON object")
     model = doc.get("model")

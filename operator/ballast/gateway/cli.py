@@ -6,6 +6,11 @@ an environment variable (``BALLAST_GATEWAY_<FLAG>``) for container use. With
 ``--routes FILE`` the gateway serves that file (and checks it once before starting, so a
 typo fails fast with exit code 2); without it, it watches routing ConfigMaps through the
 in-cluster ServiceAccount or, outside a pod, ``--kubeconfig``/``$KUBECONFIG``.
+
+Client authentication (``--auth``): ``keys`` requires a key from the
+``ballast.dev/gateway-key`` Secrets of ``--auth-namespace`` (default: the pod's own
+namespace, ``$POD_NAMESPACE``); ``none`` serves anyone (for local use). The default is
+``keys`` when routing ConfigMaps are watched and ``none`` with ``--routes FILE``.
 """
 
 from __future__ import annotations
@@ -93,6 +98,43 @@ def _server_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add("--loop", default=_env("LOOP", "auto"), choices=["auto", "asyncio", "uvloop"],
         help="event loop: uvloop when installed (auto), or force one [%(default)s]")  # fmt: skip
+    _guard_arguments(parser)
+
+
+def _guard_arguments(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add(
+        "--metrics-port",
+        type=int,
+        default=_env("METRICS_PORT", "9090"),
+        help="port of the /metrics listener, apart from the API port; 0: no metrics "
+        "listener [%(default)s]",
+    )
+    add(
+        "--auth",
+        default=_env("AUTH"),
+        choices=["keys", "none"],
+        help="client authentication: keys (Authorization: Bearer, keys from "
+        "ballast.dev/gateway-key Secrets) or none (local use) [keys when watching "
+        "ConfigMaps, none with --routes] [$BALLAST_GATEWAY_AUTH]",
+    )
+    add(
+        "--auth-namespace",
+        default=_env("AUTH_NAMESPACE", os.environ.get("POD_NAMESPACE")),
+        help="namespace of the key Secrets [$BALLAST_GATEWAY_AUTH_NAMESPACE, $POD_NAMESPACE]",
+    )
+    add(
+        "--body-timeout",
+        type=float,
+        default=_env("BODY_TIMEOUT", "30"),
+        help="seconds a request body may take to arrive (else 408) [%(default)s]",
+    )
+    add(
+        "--max-connections",
+        type=int,
+        default=_env("MAX_CONNECTIONS", "4096"),
+        help="client connections served at a time; more get 503 [%(default)s]",
+    )
 
 
 def _new_loop(choice: str) -> asyncio.AbstractEventLoop:
@@ -112,8 +154,6 @@ def main(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    from aiohttp import web
-
     from ballast.gateway.app import create_app
     from ballast.gateway.config import GatewayConfig
     from ballast.gateway.kube import KubeError
@@ -129,9 +169,15 @@ def main(args: argparse.Namespace) -> int:
         shutdown_timeout=args.shutdown_timeout,
         log_level=args.log_level,
         upstream_client=args.upstream_client,
+        metrics_port=args.metrics_port or None,
+        body_timeout=args.body_timeout,
+        max_connections=args.max_connections,
     )
     try:
         source, kube = _source(config)
+        config = _with_auth(config, args)
+        if config.auth_namespace is not None and kube is None:
+            raise ValueError("--auth keys needs the Kubernetes API (--kubeconfig or a pod)")
     except (RoutesError, KubeError, ImportError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_UNUSABLE
@@ -140,19 +186,32 @@ def main(args: argparse.Namespace) -> int:
     app = create_app(config, source, kube=kube, endpoints=endpoints, slices=slices)
     gc.collect()
     gc.freeze()  # startup objects (modules, models) out of the collector's way: shorter pauses
-    logging.getLogger(__name__).info(
-        "gateway listening on %s:%d (%s loop)", config.host, config.port, type(loop).__module__
-    )
-    web.run_app(
-        app,
-        host=config.host,
-        port=config.port,
-        shutdown_timeout=config.shutdown_timeout,
-        access_log=None,
-        print=None,
-        loop=loop,
-    )
+    if config.auth_namespace is None:
+        logging.getLogger(__name__).warning(
+            "client authentication is off (--auth none): anyone who reaches the gateway "
+            "can call every model"
+        )
+    from ballast.gateway.server import serve
+
+    try:
+        loop.run_until_complete(serve(app, config.shutdown_timeout))
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
     return EXIT_OK
+
+
+def _with_auth(config: Any, args: argparse.Namespace) -> Any:
+    """``config`` with the key namespace when authentication is on (its default depends on
+    the table source: on for ConfigMaps, off for a routes file)."""
+    from dataclasses import replace
+
+    mode = args.auth or ("none" if config.routes_file is not None else "keys")
+    if mode == "none":
+        return config
+    if not args.auth_namespace:
+        raise ValueError("--auth keys needs --auth-namespace (or $POD_NAMESPACE)")
+    return replace(config, auth_namespace=args.auth_namespace)
 
 
 def _discovery(config: Any, source: Any, kube: Any) -> tuple[Any, Any]:

@@ -36,3 +36,12 @@ class GatewayConfig:
     #: The upstream HTTP client: "auto" (h1 for http://, aiohttp for https://), "h1" or "aiohttp".
     upstream_client: str = "auto"
     log_level: str = "info"
+    #: Port of the metrics listener (``/metrics`` only, apart from the API); None: none.
+    metrics_port: int | None = 9090
+    #: Client authentication: the namespace whose ``ballast.dev/gateway-key`` Secrets hold
+    #: the keys. None: no authentication (local use).
+    auth_namespace: str | None = None
+    #: A request body must arrive whole within this many seconds (else 408).
+    body_timeout: float = 30.0
+    #: Client connections one gateway process serves at a time (more get 503 and are closed).
+    max_connections: int = 4096

@@ -6,11 +6,13 @@ waits for the client to drain, so a slow client slows the upstream read instead 
 filling memory). If the upstream breaks off, a server-sent-event stream gets a final
 ``data: {"error": ...}`` event (the OpenAI SDK raises ``APIError`` on it) and any other
 body has its connection aborted, so the client sees an incomplete response rather than a
-short one that looks whole. A client that goes away closes the upstream request.
+short one that looks whole. A client that goes away closes the upstream request at once,
+even while the upstream is quiet (the server cancels the handler on disconnect).
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Protocol
 
 from aiohttp import web
@@ -53,6 +55,10 @@ async def deliver(request: web.Request, answer: Answer, finish: Finish) -> web.S
         outcome = await _pump(upstream, out)
     except ConnectionError:
         pass  # the client went away; outcome stays client_closed
+    except asyncio.CancelledError:  # the client went away while the upstream was quiet
+        upstream.close()
+        finish.done("client_closed")
+        raise
     finally:
         if outcome == "ok":
             upstream.release()

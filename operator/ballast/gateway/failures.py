@@ -20,8 +20,12 @@ class FailureKind(StrEnum):
     #: No connection: refused, unreachable, DNS, TLS, or a pooled connection found dead
     #: before any response byte (the request never got an answer).
     CONNECT_FAILURE = "connect-failure"
-    #: No response headers and first byte within ``perTryTimeoutSeconds``.
+    #: Not accepted within ``perTryTimeoutSeconds``: a streamed request's first byte did not
+    #: come in time (a connection that cannot be opened in time is a ``connect-failure``).
     TIMEOUT = "timeout"
+    #: A non-streamed answer still not complete after ``generationTimeoutSeconds``: a long
+    #: generation, not a broken backend. Never retried, never held against the backend.
+    GENERATION_TIMEOUT = "generation-timeout"
     SERVER_ERROR = "5xx"
     TOO_MANY_REQUESTS = "429"
     #: Any other 4xx: the client's fault, never retried, not held against the backend.
@@ -36,6 +40,7 @@ _RETRY_KEY: dict[FailureKind, RetryOn | None] = {
     FailureKind.SERVER_ERROR: RetryOn.SERVER_ERROR,
     FailureKind.TOO_MANY_REQUESTS: RetryOn.TOO_MANY_REQUESTS,
     FailureKind.CLIENT_ERROR: None,
+    FailureKind.GENERATION_TIMEOUT: None,
     FailureKind.STREAM_BROKEN: RetryOn.SERVER_ERROR,
 }
 
@@ -59,4 +64,4 @@ def kind_of_status(status: int) -> FailureKind | None:
 
 def counts_against_backend(kind: FailureKind) -> bool:
     """True when a failure of ``kind`` is the backend's (feeds its circuit breaker)."""
-    return kind is not FailureKind.CLIENT_ERROR
+    return kind not in (FailureKind.CLIENT_ERROR, FailureKind.GENERATION_TIMEOUT)

@@ -244,24 +244,37 @@ class Pool:
             self._ssl = ssl.create_default_context()  # once: loading CAs takes milliseconds
         return self._ssl
 
-    async def _connect(self, key: tuple[str, int, bool], host: str) -> Connection:
+    async def _connect(
+        self, key: tuple[str, int, bool], host: str, connect_within: float | None
+    ) -> Connection:
         loop = asyncio.get_running_loop()
         tls = self._tls() if key[2] else None
         try:
-            _, conn = await loop.create_connection(
-                lambda: Connection(self, key), key[0], key[1], ssl=tls,
-                server_hostname=host if tls else None,
-            )  # fmt: skip
+            async with asyncio.timeout(connect_within):
+                _, conn = await loop.create_connection(
+                    lambda: Connection(self, key), key[0], key[1], ssl=tls,
+                    server_hostname=host if tls else None,
+                )  # fmt: skip
+        except TimeoutError:
+            raise ConnectError(
+                f"cannot connect to {key[0]}:{key[1]} within {connect_within:g}s"
+            ) from None
         except (OSError, ssl.SSLError) as e:
             raise ConnectError(f"cannot connect to {key[0]}:{key[1]}: {e}") from None
         return conn
 
-    async def post(self, url: URL, body: bytes, headers: Iterable[tuple[str, str]]) -> Response:
+    async def post(
+        self,
+        url: URL,
+        body: bytes,
+        headers: Iterable[tuple[str, str]],
+        connect_timeout: float | None = None,
+    ) -> Response:
         """Send a POST and wait for the response head; the body follows via the Response."""
         host = url.raw_host or ""
         key = (host, url.port or (443 if url.scheme == "https" else 80), url.scheme == "https")
         head = _request_head(url, headers, len(body))
-        conn = self._reuse(key) or await self._connect(key, host)
+        conn = self._reuse(key) or await self._connect(key, host, connect_timeout)
         return await self._exchange(conn, head, body)
 
     async def _exchange(self, conn: Connection, head: bytes, body: bytes) -> Response:

@@ -91,6 +91,25 @@ class Metrics:
             ["model", "backend", "mode"],
             registry=r,
         )
+        self.malformed = Counter(
+            PREFIX + "malformed_requests",
+            "Requests refused before routing because they were not valid HTTP.",
+            registry=r,
+        )
+        self.auth_denials = Counter(
+            PREFIX + "auth_denials",
+            "Requests refused by client authentication: missing or unknown key (401), a model "
+            "the key may not call (403), over the key's rate (429).",
+            ["reason"],
+            registry=r,
+        )
+        self._denials = {
+            reason: self.auth_denials.labels(reason)
+            for reason in ("missing", "unknown", "model", "rate")
+        }
+        self.client_keys = Gauge(
+            PREFIX + "client_keys", "Client API keys loaded from key Secrets.", registry=r
+        )
         self._affinity: dict[tuple[str, str, bool], Counter] = {}
         self._counts: dict[tuple[str, str, str], Counter] = {}
         self._durations: dict[str, Histogram] = {}
@@ -107,6 +126,9 @@ class Metrics:
         if duration is None:
             duration = self._durations[model] = self.duration.labels(model)
         duration.observe(seconds)
+
+    def auth_denied(self, reason: str) -> None:
+        self._denials[reason].inc()
 
     def first_byte(self, model: str, backend: str, seconds: float) -> None:
         """Observe the time to the first byte sent to the client."""

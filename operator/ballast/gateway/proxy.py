@@ -7,10 +7,17 @@ retried only on a failure kind listed in ``retryOn``. The first answer that star
 committed to the client and streamed chunk by chunk; after that nothing is retried, and
 a stream that breaks ends with an SSE error event (or an aborted connection for
 non-SSE bodies), never a silently short answer. Bodies and keys are never logged.
+
+With client authentication on, a request is refused before its body is read when its key
+is missing or unknown (401); after parsing, when the key may not call the model (403) or
+is over its rate (429 with ``Retry-After``). The key's id (its Secret), never the key, is
+what the log names. A client that disconnects cancels the handler (see
+:mod:`~ballast.gateway.server`): the attempt in progress is closed and no other is made.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -18,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from ballast.gateway import errors
 from ballast.gateway.balancer import Balancer, affinity_key
@@ -26,10 +34,19 @@ from ballast.gateway.breaker import Admission, BreakerBoard, CircuitBreaker
 from ballast.gateway.credentials import Credentials, CredentialsUnavailable
 from ballast.gateway.delivery import deliver
 from ballast.gateway.failures import FailureKind, counts_against_backend, retryable
+from ballast.gateway.intake import IntakeError, check_declared, read_body
+from ballast.gateway.keys import ClientKey, Denial, KeyRing
 from ballast.gateway.metrics import UNKNOWN_MODEL, Metrics
 from ballast.gateway.pods import Pod
 from ballast.gateway.snapshot import Route, TableStore
-from ballast.gateway.upstream import Answer, Failure, UpstreamClient, attempt, request_headers
+from ballast.gateway.upstream import (
+    Answer,
+    Budget,
+    Failure,
+    UpstreamClient,
+    attempt,
+    request_headers,
+)
 from ballast.routing import RouteBackend
 
 log = logging.getLogger(__name__)
@@ -50,6 +67,10 @@ class Context:
     #: The request's affinity key (prompt prefix or session), None for least loaded.
     key: str | None = None
     attempts: int = 0
+    #: The client key's id (its Secret), for the log; None without authentication.
+    client: str | None = None
+    #: An answer was handed to delivery (which then records how the request ended).
+    committed: bool = False
 
 
 class Proxy:
@@ -67,18 +88,31 @@ class Proxy:
         rng: random.Random,
         buffer_limit: int,
         max_body_bytes: int,
+        body_timeout: float = 30.0,
+        keys: KeyRing | None = None,
     ) -> None:
         self.store, self.board, self.credentials = store, board, credentials
         self.metrics, self.client, self.rng = metrics, client, rng
         self.balancer = balancer
         self.buffer_limit, self.max_body_bytes = buffer_limit, max_body_bytes
+        self.body_timeout, self.keys = body_timeout, keys
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         start = time.perf_counter()
+        client: ClientKey | None = None
+        if self.keys is not None:
+            found = self.keys.authenticate(request.headers.get("Authorization"))
+            if isinstance(found, Denial):
+                return self._deny(found, request)
+            client = found
         parsed = await self._read(request)
         if isinstance(parsed, web.Response):
             self.metrics.request(UNKNOWN_MODEL, errors.NO_BACKEND, "rejected", 0.0)
             return parsed
+        if client is not None and self.keys is not None:
+            denied = self.keys.admit(client, parsed.model)
+            if denied is not None:
+                return self._deny(denied, request)
         route = self.store.current.routes.get(parsed.model)
         if route is None:
             self.metrics.request(UNKNOWN_MODEL, errors.NO_BACKEND, "rejected", 0.0)
@@ -88,13 +122,33 @@ class Proxy:
                 code="model_not_found",
                 param="model",
             )
+        key = affinity_key(route.balancing, parsed.doc, request.headers)
+        ctx = Context(request, parsed, route, request.path[3:], start, key)
+        ctx.client = client.id if client is not None else None
         self.metrics.in_flight += 1
         try:
-            key = affinity_key(route.balancing, parsed.doc, request.headers)
-            ctx = Context(request, parsed, route, request.path[3:], start, key)
             return await self._serve(ctx)
+        except asyncio.CancelledError:
+            if not ctx.committed:  # the client left before an answer: no further attempt
+                model = route.table.model
+                elapsed = time.perf_counter() - start
+                self.metrics.request(model, errors.NO_BACKEND, "client_closed", elapsed)
+                log.info("model %s: the client left after %d attempt(s)", model, ctx.attempts)
+            raise
         finally:
             self.metrics.in_flight -= 1
+
+    def _deny(self, denial: Denial, request: web.Request) -> web.Response:
+        self.metrics.auth_denied(denial.reason)
+        self.metrics.request(UNKNOWN_MODEL, errors.NO_BACKEND, "rejected", 0.0)
+        response = errors.error_response(denial.status, denial.message, code=denial.code)
+        if denial.retry_after is not None:
+            response.headers["Retry-After"] = str(denial.retry_after)
+        if denial.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="ballast"'
+            if request.can_read_body:
+                response.force_close()  # the unread body is not worth reading
+        return response
 
     async def _read(self, request: web.Request) -> ParsedBody | web.Response:
         if "Content-Type" in request.headers:
@@ -105,14 +159,14 @@ class Proxy:
                     f"Content-Type must be application/json, not {mime}",
                     code="unsupported_media_type",
                 )
+        encoding = request.headers.get("Content-Encoding", "").strip().lower()
         try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return errors.error_response(
-                413,
-                f"request body exceeds the limit of {self.max_body_bytes} bytes",
-                code="request_too_large",
-            )
+            check_declared(request.content_length, encoding, self.max_body_bytes)
+            raw = await read_body(request.content, encoding, self.max_body_bytes, self.body_timeout)
+        except IntakeError as e:
+            response = errors.error_response(e.status, str(e), code=e.code)
+            response.force_close()  # the rest of the body is never read
+            return response
         try:
             return parse_body(raw)
         except BodyError as e:
@@ -185,6 +239,7 @@ class Proxy:
                     if pod is not None:
                         pod.succeeded()
                     finish = self._finisher(ctx, backend, breaker)
+                    ctx.committed = True
                     return await deliver(ctx.request, outcome, finish)
             finally:
                 if pod is not None:
@@ -203,8 +258,9 @@ class Proxy:
     def _failed(self, ctx: Context, backend: RouteBackend, pod: Pod | None, f: Failure) -> None:
         where = backend.name if pod is None else f"{backend.name} pod {pod.name} ({pod.address})"
         log.warning(
-            "model %s: backend %s attempt %d failed: %s (%s)",
+            "model %s: backend %s attempt %d failed: %s (%s)%s",
             ctx.route.table.model, where, ctx.attempts, f.kind.value, f.detail,
+            f" [client key {ctx.client}]" if ctx.client else "",
         )  # fmt: skip
         if pod is not None and pod.failed(f.kind, self.balancer.clock()):
             self.metrics.pod_ejections.labels(ctx.route.table.model, backend.name).inc()
@@ -215,6 +271,8 @@ class Proxy:
     def _verdict(breaker: CircuitBreaker, admission: Admission, outcome: Failure) -> None:
         if counts_against_backend(outcome.kind):
             breaker.failure(admission)
+        elif outcome.kind is FailureKind.GENERATION_TIMEOUT:
+            breaker.abandon(admission)  # a long generation says nothing about the backend
         else:
             breaker.success(admission)
 
@@ -231,12 +289,17 @@ class Proxy:
         self, ctx: Context, backend: RouteBackend, pod: Pod | None, auth: str | None
     ) -> Answer | Failure:
         body = with_model(ctx.body, backend.upstream_model)
-        headers = request_headers(ctx.request.headers, auth)
+        headers = request_headers(ctx.request.headers, auth, ctx.request.remote)
         url = ctx.route.urls[backend.name][ctx.path]
         if pod is not None:
             url = pod.url(url.raw_path)
-        timeout = ctx.route.table.fallback.per_try_timeout_seconds
-        return await attempt(self.client(), url, body, headers, timeout, self.buffer_limit)
+        fallback = ctx.route.table.fallback
+        budget = Budget(
+            fallback.per_try_timeout_seconds,
+            fallback.generation_timeout_seconds,
+            ctx.body.doc.get("stream") is True,
+        )
+        return await attempt(self.client(), url, body, headers, budget, self.buffer_limit)
 
     def _finisher(self, ctx: Context, backend: RouteBackend, breaker: CircuitBreaker) -> Finisher:
         return Finisher(
@@ -292,15 +355,18 @@ def give_up_response(
             code="no_backend_available",
         ), "unavailable"
     last = failures[-1]
-    if all(f.kind is FailureKind.TIMEOUT for f in failures):
+    timeouts = (FailureKind.TIMEOUT, FailureKind.GENERATION_TIMEOUT)
+    if all(f.kind in timeouts for f in failures):
         status, code, outcome = 504, "upstream_timeout", "timeout"
     elif last.status and last.body is not None:
-        headers = {errors.BACKEND_HEADER: backend, errors.ATTEMPTS_HEADER: str(attempts)}
+        headers = CIMultiDict(last.headers)
+        headers[errors.BACKEND_HEADER] = backend
+        headers[errors.ATTEMPTS_HEADER] = str(attempts)
         headers["Content-Type"] = last.content_type
         return web.Response(status=last.status, body=last.body, headers=headers), "upstream_error"
     elif last.kind is FailureKind.CONNECT_FAILURE:
         status, code, outcome = 503, "backend_unavailable", "unavailable"
-    elif last.kind is FailureKind.TIMEOUT:
+    elif last.kind in timeouts:
         status, code, outcome = 504, "upstream_timeout", "timeout"
     else:
         status, code, outcome = 502, "bad_gateway", "bad_gateway"

@@ -1,15 +1,24 @@
 """One attempt against one backend: send, wait for the answer's start, classify.
 
 :func:`attempt` returns an :class:`Answer` (the client can be served from it) or a
-:class:`Failure` with its :class:`~ballast.gateway.failures.FailureKind`.
-``perTryTimeoutSeconds`` bounds the time to the response headers and the first body
-chunk (or the whole body when it is small enough to buffer). A non-streaming answer up
-to ``buffer_limit`` bytes is read whole before the client sees anything, so even a body
-that breaks off can still be retried: one with a ``Content-Length`` up to the limit, and a
-JSON one without (chunked, as Ollama sends answers above ~2 KB) until it ends or passes
-the limit, from where it streams. Server-sent events and larger bodies stream. The
-HTTP client is either :mod:`~ballast.gateway.h1` (default) or
-:mod:`~ballast.gateway.aioclient`; both raise the :mod:`h1` exceptions.
+:class:`Failure` with its :class:`~ballast.gateway.failures.FailureKind`. Two budgets
+(:class:`Budget`): ``perTryTimeoutSeconds`` bounds the time a backend may take to *accept*
+the request (to connect; for a streamed request also to send its first byte), and
+``generationTimeoutSeconds`` the time a non-streamed answer may take to arrive whole
+(engines send its headers only once the generation is done, so a long answer is not a
+sign of a broken backend). A non-streaming answer up to ``buffer_limit`` bytes is read
+whole before the client sees anything, so even a body that breaks off can still be
+retried: one with a ``Content-Length`` up to the limit, and a JSON one without (chunked, as
+Ollama sends answers above ~2 KB) until it ends or passes the limit, from where it
+streams. Server-sent events and larger bodies stream. The HTTP client is either
+:mod:`~ballast.gateway.h1` (default) or :mod:`~ballast.gateway.aioclient`; both raise the
+:mod:`h1` exceptions.
+
+Headers toward the backend: hop-by-hop headers and those named in ``Connection`` are
+dropped, so are the client's credentials (``Authorization``, ``x-api-key``, ``api-key``,
+cookies) and, when the gateway adds a provider key, the client's billing selectors
+(``OpenAI-Organization``, ``OpenAI-Project``); ``X-Forwarded-For`` is the gateway's own
+(the client's peer address), never the client's claim.
 """
 
 from __future__ import annotations
@@ -33,10 +42,16 @@ _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection"}
     | {"te", "trailer", "transfer-encoding", "upgrade"}
 )
-#: aiohttp decompresses request bodies, so the body sent on is never encoded.
+#: The gateway inflates request bodies, so the body sent on is never encoded. Client
+#: credentials never go upstream; the gateway sets X-Forwarded-* itself.
 _REQUEST_DROP = _HOP_BY_HOP | {
     "host", "content-length", "content-encoding", "authorization", "cookie", "expect",
+    "x-api-key", "api-key", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto",
+    "forwarded", "x-real-ip",
 }  # fmt: skip
+#: Dropped too when the gateway sends its own provider key: they would pick the billing
+#: account (organization, project) the gateway's key is charged to.
+_BILLING = frozenset({"openai-organization", "openai-project"})
 _RESPONSE_DROP = _HOP_BY_HOP | {"content-length", "date", "server"}
 
 
@@ -57,7 +72,11 @@ class UpstreamResponse(Protocol):
 
 class UpstreamClient(Protocol):
     async def post(
-        self, url: URL, body: bytes, headers: Iterable[tuple[str, str]]
+        self,
+        url: URL,
+        body: bytes,
+        headers: Iterable[tuple[str, str]],
+        connect_timeout: float | None = None,
     ) -> UpstreamResponse: ...
     async def close(self) -> None: ...
 
@@ -87,24 +106,44 @@ class Failure:
     #: The upstream's complete error body, when it had one small enough to keep.
     body: bytes | None = None
     content_type: str = "application/json"
+    #: Headers of that error answer worth passing on (Retry-After, rate-limit headers).
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 def request_headers(
-    incoming: MultiMapping[str], authorization: str | None
+    incoming: MultiMapping[str], authorization: str | None, client_address: str | None = None
 ) -> list[tuple[str, str]]:
-    """The client's headers minus hop-by-hop, auth and gateway ones, plus the backend's key."""
+    """The client's headers minus hop-by-hop, credential and gateway ones, plus the backend's
+    key and ``X-Forwarded-For`` (the client's peer address as the gateway saw it)."""
     out = []
     content_type = False
+    named = _connection_named(incoming)
     for name, value in incoming.items():
         low = name.lower()
-        if low not in _REQUEST_DROP and not low.startswith("x-ballast-"):
-            out.append((name, value))
-            content_type = content_type or low == "content-type"
+        if (
+            low in _REQUEST_DROP
+            or low.startswith("x-ballast-")
+            or (named and low in named)
+            or (authorization is not None and low in _BILLING)
+        ):
+            continue
+        out.append((name, value))
+        content_type = content_type or low == "content-type"
     if not content_type:
         out.append(("Content-Type", "application/json"))
+    if client_address:
+        out.append(("X-Forwarded-For", client_address))
     if authorization is not None:
         out.append(("Authorization", authorization))
     return out
+
+
+def _connection_named(incoming: MultiMapping[str]) -> frozenset[str]:
+    """Header names the client listed in ``Connection`` (hop-by-hop by declaration)."""
+    values = incoming.getall("Connection", ())
+    if not values:
+        return frozenset()
+    return frozenset(t.strip().lower() for v in values for t in v.split(",") if t.strip())
 
 
 def response_headers(incoming: MultiMapping[str]) -> CIMultiDict[str]:
@@ -112,19 +151,32 @@ def response_headers(incoming: MultiMapping[str]) -> CIMultiDict[str]:
     return CIMultiDict((k, v) for k, v in incoming.items() if k.lower() not in _RESPONSE_DROP)
 
 
+@dataclass(frozen=True)
+class Budget:
+    """The time limits of one attempt (see the module docstring)."""
+
+    #: To connect, and for a streamed request to get the first byte (perTryTimeoutSeconds).
+    accept: float
+    #: For a non-streamed request, the whole buffered answer (generationTimeoutSeconds).
+    generation: float
+    #: The client asked for a stream ("stream": true).
+    streamed: bool
+
+
 async def attempt(
     client: UpstreamClient,
     url: URL,
     body: bytes,
     headers: list[tuple[str, str]],
-    per_try: float,
+    budget: Budget,
     buffer_limit: int,
 ) -> Answer | Failure:
-    """Send ``body`` to ``url`` and wait (at most ``per_try`` seconds) for the answer to start."""
+    """Send ``body`` to ``url`` and wait, within ``budget``, for the answer to start."""
     resp: UpstreamResponse | None = None
+    seconds = budget.accept if budget.streamed else budget.generation
     try:
-        async with asyncio.timeout(per_try):
-            resp = await client.post(url, body, headers)
+        async with asyncio.timeout(seconds):
+            resp = await client.post(url, body, headers, connect_timeout=budget.accept)
             kind = kind_of_status(resp.status)
             if kind is not None and kind is not FailureKind.CLIENT_ERROR:
                 return await _status_failure(resp, kind)
@@ -137,7 +189,9 @@ async def attempt(
             return Answer(resp, None, await resp.read_chunk())
     except TimeoutError:
         _close(resp)
-        return Failure(FailureKind.TIMEOUT, f"no answer within {per_try:g}s")
+        if budget.streamed:
+            return Failure(FailureKind.TIMEOUT, f"no first byte within {seconds:g}s")
+        return Failure(FailureKind.GENERATION_TIMEOUT, f"no complete answer within {seconds:g}s")
     except UpstreamError as e:
         _close(resp)
         return Failure(_kind_of_error(e, answered=resp is not None), str(e))
@@ -178,7 +232,17 @@ async def _status_failure(resp: UpstreamResponse, kind: FailureKind) -> Failure:
     else:
         resp.release()
     content_type = resp.headers.get("Content-Type", "application/json")
-    return Failure(kind, f"HTTP {resp.status}", resp.status, body, content_type)
+    kept = tuple((k, v) for k, v in resp.headers.items() if _passed_on_error(k.lower()))
+    return Failure(kind, f"HTTP {resp.status}", resp.status, body, content_type, kept)
+
+
+def _passed_on_error(name: str) -> bool:
+    """Upstream error-answer headers a client needs to back off correctly."""
+    return (
+        name in ("retry-after", "retry-after-ms")
+        or name.startswith("x-ratelimit-")
+        or name.startswith("ratelimit")
+    )
 
 
 async def _read_capped(resp: UpstreamResponse, limit: int) -> bytes | None:

@@ -63,8 +63,9 @@ async def one_stream(
     return first - start, rate, count
 
 
-async def cell(url: str, model: str, streams: int, tokens: int) -> dict[str, float]:
-    async with aiohttp.ClientSession() as session:
+async def cell(url: str, model: str, streams: int, tokens: int, api_key: str) -> dict[str, float]:
+    headers = {"Authorization": f"Bearer {api_key}"}  # the gateway's client key
+    async with aiohttp.ClientSession(headers=headers) as session:
         began = time.perf_counter()
         results = await asyncio.gather(
             *(one_stream(session, url, model, tokens) for _ in range(streams))
@@ -103,12 +104,12 @@ def main() -> int:
         model = "gemma-3-270m"
         # Warm both paths (first requests pay for connection set-up and the prompt cache).
         for url in targets.values():
-            asyncio.run(cell(url, model, 1, 8))
+            asyncio.run(cell(url, model, 1, 8, stack.api_key))
         cells: dict[tuple[str, int], list[dict[str, float]]] = {}
         for streams in (1, 4):
             for rnd in range(args.rounds):
                 for name, url in targets.items():
-                    out = asyncio.run(cell(url, model, streams, args.tokens))
+                    out = asyncio.run(cell(url, model, streams, args.tokens, stack.api_key))
                     out["load"] = os.getloadavg()[0]
                     assert out["tokens"] == args.tokens, out
                     cells.setdefault((name, streams), []).append(out)

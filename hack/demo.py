@@ -161,7 +161,7 @@ def run_demo(stack: RealStack, kubectl_bin: Path, workdir: Path) -> None:
     pods = kubectl("get", "pods", "-n", NAMESPACE, "-o", "wide")
     print(indent(pods))
 
-    client = openai.OpenAI(base_url=stack.base_url, api_key="demo", max_retries=0)
+    client = openai.OpenAI(base_url=stack.base_url, api_key=stack.api_key, max_retries=0)
     question = "What is the capital of France?"
     messages: list[Any] = [*FEW_SHOT, {"role": "user", "content": question}]
     say(f"chat completion through the gateway ({stack.base_url}): {question!r}")

@@ -16,8 +16,10 @@ included.
 from __future__ import annotations
 
 import atexit
+import base64
 import json
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -135,6 +137,9 @@ class RealStack:
         self.operator: OperatorProcess | None = None
         self.gateway: ManagedProcess | None = None
         self.gateway_port = 0
+        self.metrics_port = 0
+        #: The client key the gateway accepts (a labelled Secret, as the chart creates one).
+        self.api_key = "sk-ballast-" + secrets.token_hex(16)
 
     # -- lifecycle -------------------------------------------------------------------
     def __enter__(self) -> RealStack:
@@ -207,9 +212,20 @@ class RealStack:
 
     def _start_gateway(self) -> None:
         self.gateway_port = port = free_port()
+        self.metrics_port = free_port()
+        key = base64.b64encode(self.api_key.encode()).decode()
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "client-key", "labels": {"ballast.dev/gateway-key": "true"}},
+            "data": {"key": key},
+        }
+        self.api.post(f"/api/v1/namespaces/{self.namespace}/secrets", secret)
         argv = [sys.executable, "-m", "ballast.cli", "gateway",
                 "--kubeconfig", str(self.plane.kubeconfig), "--namespace", self.namespace,
-                "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+                "--auth-namespace", self.namespace,
+                "--host", "127.0.0.1", "--port", str(port),
+                "--metrics-port", str(self.metrics_port)]  # fmt: skip
         self.gateway = ManagedProcess("gateway", argv, self.workdir / "gateway.log")
         self.gateway.start()
         self.gateway.wait_until(lambda: self._get("/healthz") == 200, 60, "serving")
@@ -254,7 +270,7 @@ class RealStack:
             return err.code
 
     def metrics(self) -> str:
-        url = f"http://127.0.0.1:{self.gateway_port}/metrics"
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         with urllib.request.urlopen(url, timeout=5) as r:
             return str(r.read().decode())
 

@@ -27,8 +27,9 @@ PROMPT = "The capital of France is"
 SEED = 42
 
 
-def client(base_url: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0, timeout=120)
+def client(base_url: str, api_key: str = "unused") -> openai.OpenAI:
+    """An SDK client; the gateway needs the stack's client key, an engine ignores it."""
+    return openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=120)
 
 
 def direct_url(stack: RealStack, backend: str) -> str:
@@ -79,7 +80,7 @@ def test_engine_runs_the_rendered_command_line(stack: RealStack, gemma: str) -> 
 
 def test_deterministic_completion_through_the_gateway(stack: RealStack, gemma: str) -> None:
     """temperature 0 and a fixed seed: the gateway's answer is the engine's, every time."""
-    gw = client(stack.base_url)
+    gw = client(stack.base_url, stack.api_key)
     first, headers = complete(gw)
     second, _ = complete(gw)
     direct, _ = complete(client(direct_url(stack, "primary")))
@@ -99,7 +100,7 @@ def test_usage_and_gateway_metrics(stack: RealStack, gemma: str) -> None:
     metrics today is the request by backend and outcome and the time to first token."""
     labels = {"model": MODEL, "backend": "primary"}
     before = stack.metrics()
-    answer, _ = complete(client(stack.base_url), max_tokens=8)
+    answer, _ = complete(client(stack.base_url, stack.api_key), max_tokens=8)
     after = stack.metrics()
     usage = answer.usage
     assert usage is not None
@@ -115,7 +116,7 @@ def test_usage_and_gateway_metrics(stack: RealStack, gemma: str) -> None:
 
 def test_streaming_chunk_by_chunk(stack: RealStack, gemma: str) -> None:
     """A streamed chat answer arrives as one SSE chunk per token and equals the unstreamed one."""
-    gw = client(stack.base_url)
+    gw = client(stack.base_url, stack.api_key)
     messages = [{"role": "user", "content": "Write one short sentence about the sea."}]
     kwargs: dict[str, Any] = {"model": MODEL, "messages": messages, "max_tokens": 12,
                               "temperature": 0, "seed": SEED}  # fmt: skip
@@ -195,7 +196,7 @@ def test_failover_when_the_primary_engine_is_killed_under_load(
     engines = stack.engines()
     primary = engines["primary"]
     primary.backoff = 300.0  # the kubelet waits until restart_now(): no race with the restart
-    gw = client(stack.base_url)
+    gw = client(stack.base_url, stack.api_key)
     stream = gw.chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": "Count from one to one hundred."}],
         max_tokens=400, temperature=0, seed=SEED, stream=True,

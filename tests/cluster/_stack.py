@@ -7,8 +7,12 @@ its own story.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from ._llmservices import listable
 from ._operator import AuditedPlane, Fleet, OperatorProcess
@@ -73,3 +77,18 @@ def operator_process(
             **env,
         },
     )
+
+
+@contextlib.contextmanager
+def running_operator(
+    plane: AuditedPlane, k8s_tools: Path, tmp_path_factory: pytest.TempPathFactory, **env: str
+) -> Iterator[OperatorProcess]:
+    """The chart installed and its operator running (probes at a loopback Fleet); stopped after."""
+    release = install_chart(plane, k8s_tools, tmp_path_factory.mktemp("helm-home"))
+    with Fleet() as fleet:
+        op = operator_process(plane, release, fleet, tmp_path_factory.mktemp("operator"), **env)
+        try:
+            op.start()
+            yield op
+        finally:
+            op.stop()

@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 
 from ._llmservices import API_VERSION, llms_path
-from ._operator import AuditedPlane, Fleet, OperatorProcess
-from ._stack import OPERATOR_USER, install_chart, operator_process
+from ._operator import AuditedPlane, OperatorProcess
+from ._stack import OPERATOR_USER, running_operator
 from .binaries import Binaries
 from .fakekubelet import FakeKubelet
 from .kubeapi import JSON, ApiError, KubeApi
@@ -79,20 +79,9 @@ def operator(
     k8s_tools: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
-    release = install_chart(plane, k8s_tools, tmp_path_factory.mktemp("helm-home"))
-    with Fleet() as fleet:
-        op = operator_process(
-            plane,
-            release,
-            fleet,
-            tmp_path_factory.mktemp("operator"),
-            BALLAST_LOADER_RETRY_SECONDS=str(LOADER_RETRY),
-        )
-        try:
-            op.start()
-            yield op
-        finally:
-            op.stop()
+    env = {"BALLAST_LOADER_RETRY_SECONDS": str(LOADER_RETRY)}
+    with running_operator(plane, k8s_tools, tmp_path_factory, **env) as op:
+        yield op
 
 
 @pytest.fixture

@@ -21,9 +21,8 @@ from pathlib import Path
 import pytest
 
 from ._llmservices import API_VERSION, llms_path
-from ._operator import AuditedPlane, Fleet, OperatorProcess
-from ._release import Release
-from ._stack import OPERATOR_USER, install_chart, operator_process
+from ._operator import AuditedPlane, OperatorProcess
+from ._stack import OPERATOR_USER, running_operator
 from .binaries import Binaries
 from .kubeapi import JSON, KubeApi
 from .poll import wait_for
@@ -43,20 +42,9 @@ def plane(cluster_binaries: Binaries) -> Iterator[AuditedPlane]:
 def operator(
     plane: AuditedPlane, k8s_tools: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    release: Release = install_chart(plane, k8s_tools, tmp_path_factory.mktemp("helm-home"))
-    with Fleet() as fleet:
-        op = operator_process(
-            plane,
-            release,
-            fleet,
-            tmp_path_factory.mktemp("operator"),
-            BALLAST_RETRY_MAX_SECONDS=str(RETRY_MAX),
-        )
-        try:
-            op.start()
-            yield op
-        finally:
-            op.stop()
+    env = {"BALLAST_RETRY_MAX_SECONDS": str(RETRY_MAX)}
+    with running_operator(plane, k8s_tools, tmp_path_factory, **env) as op:
+        yield op
 
 
 def one_backend(name: str, namespace: str) -> JSON:

@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install generate lint typecheck verify test test-fast test-cluster cluster-bin cluster-up llama-bin test-realmodel bench bench-realmodel goldens demo clean
+.PHONY: install generate lint typecheck verify test test-fast test-cluster cluster-bin cluster-up llama-bin promtool-bin test-monitoring test-realmodel bench bench-realmodel goldens demo clean
 
 $(BIN)/ballast: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -36,7 +36,15 @@ verify: generate
 
 ## test-fast: unit, render, gateway and emulator tiers (no Go build)
 test-fast: install
-	$(BIN)/pytest -q -m "not cluster and not realmodel" $(PYTEST_ARGS)
+	$(BIN)/pytest -q -m "not cluster and not realmodel and not promtool" $(PYTEST_ARGS)
+
+## promtool-bin: build (or reuse from cache) Prometheus's promtool (hack/promtool/build.sh)
+promtool-bin:
+	hack/promtool/build.sh
+
+## test-monitoring: the shipped alerts evaluated by promtool
+test-monitoring: install promtool-bin
+	$(BIN)/pytest -q -m promtool $(PYTEST_ARGS)
 
 ## cluster-bin: build (or reuse from cache) kube-apiserver, kube-controller-manager and etcd
 cluster-bin:
@@ -56,11 +64,11 @@ llama-bin: install
 	PYTHON=$(CURDIR)/$(BIN)/python hack/llama/model.sh
 
 ## test-realmodel: a real llama-server and model behind the operator and gateway
-test-realmodel: install cluster-bin llama-bin
+test-realmodel: install cluster-bin llama-bin promtool-bin
 	$(BIN)/pytest -q -m realmodel $(PYTEST_ARGS)
 
 ## test: everything CI runs
-test: verify lint test-fast test-cluster test-realmodel
+test: verify lint test-fast test-monitoring test-cluster test-realmodel
 
 ## goldens: regenerate render golden files (review the diff!)
 goldens: install

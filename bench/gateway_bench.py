@@ -46,6 +46,8 @@ class Target:
     env: dict[str, str] = field(default_factory=dict)
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
+    #: Where this target's stderr goes (default: the shared process log).
+    log: Path | None = None
 
     @property
     def url(self) -> str:
@@ -87,7 +89,15 @@ def gateway(
     t = Target(name, note, env=env, port=free_port())
     t.cmd = [PY, "-m", "ballast.cli", "gateway", "--routes", str(routes), "--host", "127.0.0.1",
              "--port", str(t.port), "--metrics-port", "0", "--loop", loop,
-             "--upstream-client", client, "--log-level", "warning", *extra]  # fmt: skip
+             "--upstream-client", client, "--access-log", "off", *extra]  # fmt: skip
+    return t
+
+
+def access_logged(name: str, note: str, routes: Path, log: Path) -> Target:
+    """``gateway`` writing its JSON access line for every request to a file of its own."""
+    t = gateway(name, note, routes)
+    t.cmd[t.cmd.index("--access-log") + 1] = "all"
+    t.log = log
     return t
 
 
@@ -104,9 +114,10 @@ def floor(name: str, note: str, upstream: str, uvloop: bool = False) -> Target:
     return t
 
 
-def targets(upstream: str, routes: Path, keys_api: Path) -> list[Target]:
+def targets(upstream: str, routes: Path, keys_api: Path, access: Path) -> list[Target]:
     return [
-        gateway("gateway", "ballast gateway: h1 upstream client, asyncio loop, aiohttp C parser", routes),
+        gateway("gateway", "ballast gateway: h1 upstream client, asyncio loop, aiohttp C parser, access log off", routes),
+        access_logged("gateway+access-log", "same as `gateway` with the access log on (--access-log all: one JSON line per request, to a file)", routes, access),
         keyed("gateway+auth", "same as `gateway` with --auth keys (100 keys, every request authenticated)", routes, keys_api),
         gateway("gateway+uvloop", "same with --loop uvloop", routes, loop="uvloop"),
         gateway("gateway/aiohttp-client", "same as `gateway` with --upstream-client aiohttp", routes, client="aiohttp"),
@@ -223,6 +234,18 @@ def report(
     return "\n".join(lines)
 
 
+def access_volume(path: Path) -> str:
+    """The access log's size per 1,000 requests (every line of it is one request)."""
+    lines = [line for line in path.read_bytes().splitlines() if b'"ballast.access"' in line]
+    if not lines:
+        return "access log: no lines"
+    size = sum(len(line) + 1 for line in lines)
+    return (
+        f"access log: {len(lines):,} lines, {size / len(lines):.0f} bytes per line,"
+        f" {size / len(lines) * 1000 / 1024:.0f} KiB per 1,000 requests"
+    )
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -260,13 +283,16 @@ def main() -> int:
     )
     keys_port = free_port()
     keys_config = kubeconfig(keys_port, workdir / "keys.kubeconfig")
-    chosen = [t for t in targets(upstream_url, routes_file(upstream_url, MODELS, workdir), keys_config)
+    access_log = workdir / "access.log"
+    chosen = [t for t in targets(upstream_url, routes_file(upstream_url, MODELS, workdir), keys_config, access_log)
               if not args.only or t.name in args.only.split(",")]  # fmt: skip
     if args.before is not None:
         old = gateway("gateway/before", f"`gateway` from {args.before}", workdir / "routes-100.json",
                       PYTHONPATH=str(args.before.resolve()))  # fmt: skip
         old.cmd.remove("--metrics-port")
         old.cmd.remove("0")
+        at = old.cmd.index("--access-log")  # older gateways: no access log; quiet at warning
+        old.cmd[at : at + 2] = ["--log-level", "warning"]
         chosen.insert(0, old)
     one_model = gateway("gateway-1-model", "", routes_file(upstream_url, 1, workdir))
     before = machine_load()
@@ -274,7 +300,7 @@ def main() -> int:
     keys_api = start([PY, str(HERE / "gateway_keys_api.py"), str(keys_port)], keys_port, log)
     try:
         for t in [*chosen, one_model]:
-            t.proc = start(t.cmd, t.port, log, t.env)
+            t.proc = start(t.cmd, t.port, t.log or log, t.env)
         time.sleep(1)
         rss = {
             f"{t.name}, {MODELS} models, idle": rss_mib(t.proc.pid)
@@ -300,6 +326,8 @@ def main() -> int:
         stop(upstream)
         stop(keys_api)
     print(report(results, ttfts, rss, conns))
+    if access_log.exists():
+        print("\n" + access_volume(access_log))
     print("\nTargets:\n" + "\n".join(f"- `{t.name}`: {t.note}" for t in [direct, *chosen]))
     print(f"\nmachine before: {before}\nmachine after:  {machine_load()}\nprocess logs: {log}")
     if args.json:

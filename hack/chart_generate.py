@@ -6,6 +6,8 @@ Sources -> outputs (all checked in; ``make verify`` fails when one is stale):
 - operator/ballast/permissions.py   -> charts/ballast/templates/_rbac.tpl
 - hack/chart_schema.py + the comments in values.yaml -> charts/ballast/values.schema.json
 - the same                          -> the values table in charts/ballast/README.md
+- hack/monitoring.py                -> charts/ballast/files/grafana-dashboard.json and
+                                       charts/ballast/templates/prometheusrule.yaml
 - the chart + manifests/values-install.yaml -> manifests/install.yaml (via ``helm template``)
 
 ``--check`` writes nothing and exits 1 listing the stale files. Run through
@@ -27,6 +29,7 @@ import yaml
 from chart_schema import VALUES, Schema
 
 from ballast.permissions import GATEWAY, GATEWAY_KEYS, LEADER_ELECTION, OPERATOR, Permission
+from monitoring import dashboard_json, prometheusrule_template
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "charts" / "ballast"
@@ -256,8 +259,16 @@ def install_bundle() -> str:
     return f"{header}---\n{_dump(namespace)}{rendered}"
 
 
+def monitoring() -> dict[Path, str]:
+    header = GENERATED.format(source="hack/monitoring.py")
+    return {
+        CHART / "files" / "grafana-dashboard.json": dashboard_json(),
+        TEMPLATES / "prometheusrule.yaml": prometheusrule_template(header),
+    }
+
+
 def outputs() -> dict[Path, str]:
-    files = {**crd_templates(), **rbac_template(), **schema_and_readme()}
+    files = {**crd_templates(), **rbac_template(), **schema_and_readme(), **monitoring()}
     # The bundle is rendered from the chart, so write the chart's files first.
     return files
 

@@ -27,6 +27,7 @@ DURATION: Schema = {"type": "string", "pattern": "^([0-9]+(\\.[0-9]+)?(ms|s|m|h)
 PORT: Schema = {"type": "integer", "minimum": 1, "maximum": 65535}
 STRING_MAP: Schema = {"type": "object", "additionalProperties": {"type": "string"}}
 OPEN_OBJECT: Schema = {"type": "object"}
+RATIO: Schema = {"type": "number", "exclusiveMinimum": 0, "maximum": 1}
 INT_OR_PERCENT: Schema = {
     "anyOf": [
         {"type": "integer", "minimum": 0},
@@ -214,6 +215,13 @@ GATEWAY: Schema = obj(
         "auth": obj({"enabled": BOOL, "createKey": BOOL}),
         "maxBodyBytes": integer(0),
         "logLevel": {"type": "string", "enum": ["debug", "info", "warning", "error"]},
+        "logFormat": {"type": "string", "enum": ["json", "text"]},
+        "accessLog": obj(
+            {
+                "mode": {"type": "string", "enum": ["all", "errors", "off"]},
+                "sample": {"type": "number", "minimum": 0, "maximum": 1},
+            }
+        ),
         "shutdownTimeoutSeconds": integer(1, 3600),
         **_pod_settings(),
         "service": obj(
@@ -266,6 +274,31 @@ VALUES: Schema = {
                 }
             ),
             "watchNamespaces": {**array(DNS_LABEL), "uniqueItems": True},
+            "monitoring": obj(
+                {
+                    "grafanaDashboard": obj(
+                        {
+                            "enabled": BOOL,
+                            "namespace": {"anyOf": [DNS_LABEL, {"const": ""}]},
+                            "labels": STRING_MAP,
+                            "annotations": STRING_MAP,
+                        }
+                    ),
+                    "prometheusRule": obj(
+                        {
+                            "enabled": BOOL,
+                            "labels": STRING_MAP,
+                            "thresholds": obj(
+                                {
+                                    "errorRatio": RATIO,
+                                    "fallbackRatio": RATIO,
+                                    "ttftP95Seconds": {"type": "number", "exclusiveMinimum": 0},
+                                }
+                            ),
+                        }
+                    ),
+                }
+            ),
             "operator": OPERATOR,
             "gateway": GATEWAY,
         }

@@ -21,7 +21,7 @@ What it translates (the one place this is listed; see also tests/cluster/README.
 | `emptyDir` volume mounted at P | a fresh directory per pod under the kubelet's workdir |
 | `persistentVolumeClaim` volume | `claims[claimName]` (a local directory), else an error event in the log |
 | `hostPath` volume | `host_paths[path]` when given, else the same path |
-| an absolute path under none of the mounts (the image's own files) | `image_dirs[prefix]`: `/models` is the local model directory (the API has no `volumes` yet, so a model "in the image" stands in for a mounted one) |
+| an absolute path under none of the mounts (the image's own files) | `image_dirs[prefix]` (the realmodel stack maps `/app`, the image's llama.cpp directory; its model comes through a `hostPath` volume the LLMService declares) |
 | `workingDir` | mapped like any path (default: the pod's scratch directory) |
 | `securityContext` (runAsUser, read-only root, dropped capabilities) | not enforced: the process runs as the test's user |
 | `resources` | not enforced (no cgroups) |

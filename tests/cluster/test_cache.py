@@ -213,6 +213,12 @@ def test_a_cache_is_filled_once_shared_and_serves_when_ready(
         "chat",
         "chat-b",
     }
+    # each state change was an Event on each service: Downloading (chat-b joined while the
+    # shared Job ran), then Ready; the Downloading one names the cache key
+    downloading = events(api, ns, "CacheDownloading")
+    assert {e["involvedObject"]["name"] for e in downloading} == {"chat", "chat-b"}
+    assert all("model cache" in e["message"] and "Downloading" in e["message"] for e in downloading)
+    assert all(e["type"] == "Normal" for e in downloading)
 
     # the claim goes with its last user, not before
     api.delete(llms_path(ns, "chat"))

@@ -35,5 +35,8 @@ async def test_a_converged_cluster_sees_no_writes_for_30_seconds(
     assert cluster.operator is not None
     text = await cluster.operator.metrics()
     assert 'ballast_backends_in_route{namespace="ai",service="steady"} 2.0' in text
+    for backend in ("primary", "cloud"):
+        series = f'ballast_backend_in_route{{backend="{backend}",namespace="ai",service="steady"}}'
+        assert f"{series} 1.0" in text, text
     assert 'ballast_reconciles_total{result="success"}' in text
     assert await cluster.operator.health_check()

@@ -43,12 +43,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+#: What every fake answer says its prompt cost (a chat answer: 3 completion tokens; a
+#: stream with ``stream_options.include_usage``: one completion token per chunk).
+PROMPT_TOKENS = 11
+
+
 def _chat(model: str, text: str) -> dict[str, Any]:
     return {
         "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": model,
         "choices": [{"index": 0, "finish_reason": "stop",
                      "message": {"role": "assistant", "content": text}}],
-        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        "usage": {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": 3, "total_tokens": 14},
     }  # fmt: skip
 
 
@@ -146,10 +151,13 @@ class FakeBackend:
             return web.json_response(error, status=b.status, headers=b.headers)
         endpoint = request.match_info["endpoint"]
         if body.get("stream"):
-            return await self._stream(request, body["model"], b)
+            return await self._stream(request, body, b)
         return web.json_response(BUILDERS[endpoint](body["model"], f"hello from {self.name}"))
 
-    async def _stream(self, request: web.Request, model: str, b: Behaviour) -> web.StreamResponse:
+    async def _stream(
+        self, request: web.Request, body: dict[str, Any], b: Behaviour
+    ) -> web.StreamResponse:
+        model = body["model"]
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         for i in range(b.chunks):
@@ -160,6 +168,12 @@ class FakeBackend:
             await resp.write(_chunk(model, f"{self.name}-{i} "))
             if b.chunk_delay:
                 await asyncio.sleep(b.chunk_delay)
+        if (body.get("stream_options") or {}).get("include_usage"):
+            usage = {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": b.chunks,
+                     "total_tokens": PROMPT_TOKENS + b.chunks}  # fmt: skip
+            last = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1,
+                    "model": model, "choices": [], "usage": usage}  # fmt: skip
+            await resp.write(b"data: " + json.dumps(last).encode() + b"\n\n")
         await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
         return resp

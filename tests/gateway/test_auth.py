@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -11,6 +13,7 @@ import aiohttp
 import openai
 import pytest
 
+from ballast.gateway import keys as keys_module
 from ballast.gateway.app import GATEWAY, create_app
 from ballast.gateway.config import GatewayConfig
 from ballast.gateway.keys import KEY_LABEL, KeyRing
@@ -131,7 +134,17 @@ async def test_key_over_its_rate_gets_429_with_retry_after(
     assert len(primary.seen) == 4
 
 
-def test_the_ring_holds_digests_only_and_compares_them_in_constant_time() -> None:
+def test_the_ring_holds_digests_only_and_compares_them_in_constant_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    compared: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        compared.append((bytes(a), bytes(b)))
+        return real(a, b)
+
+    monkeypatch.setattr(keys_module.hmac, "compare_digest", spy)
     keys = ring(secret(KEY_A, models="chat"), secret(KEY_B))
     held = repr(keys.__dict__).encode() + b"".join(
         bytes(k.digest) for k in keys._by_secret.values()
@@ -143,6 +156,11 @@ def test_the_ring_holds_digests_only_and_compares_them_in_constant_time() -> Non
     for wrong in (KEY_A[:-1], KEY_A + "0", "X" + KEY_A[1:], KEY_A.upper(), ""):
         assert getattr(keys.authenticate(f"Bearer {wrong}"), "status", None) == 401
     assert getattr(keys.authenticate(f"Basic {KEY_A}"), "status", None) == 401
+    # every accepted key was confirmed by the constant-time compare, on digests, never the key
+    assert compared
+    assert all(KEY_A.encode() not in a + b for a, b in compared)
+    digest = hashlib.sha256(KEY_A.encode()).digest()
+    assert (digest, digest) in compared  # the accepted key's digest against the one held
     # too short, bad rate: ignored, not half-loaded
     keys.reset([secret("sk-short"), secret(KEY_A, requestsPerMinute="zero")])
     assert len(keys) == 0

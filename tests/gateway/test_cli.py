@@ -64,7 +64,8 @@ async def test_sigterm_drains_in_flight_request(backend: BackendFactory, tmp_pat
             proc.send_signal(signal.SIGTERM)
             resp = await pending
             assert resp.status == 200
-            assert (await resp.json())["model"] == "primary-upstream"
+            assert (await resp.json())["model"] == "chat"  # the served name, as asked
+            assert resp.headers["x-ballast-upstream-model"] == "primary-upstream"
         assert await asyncio.wait_for(proc.wait(), 10) == 0
     finally:
         if proc.returncode is None:
@@ -134,3 +135,53 @@ def test_no_routes_and_no_cluster_fails_fast(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert "kubeconfig" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+async def test_the_process_writes_one_access_line_per_request_to_stderr(
+    backend: BackendFactory, tmp_path: Path, fmt: str
+) -> None:
+    """The access lines of the real process (batched past the logging module), down to the
+    last request drained at SIGTERM; every other log line in the same format."""
+    primary = await backend("primary")
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(json.dumps(table("chat", [backend_row("primary", primary.url)])))
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        *CLI, "--routes", str(routes), "--host", "127.0.0.1", "--port", str(port),
+        "--metrics-port", "0", "--loop", "asyncio", "--log-format", fmt,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    ids = []
+    try:
+        url = f"http://127.0.0.1:{port}"
+        await wait_ready(url, proc)
+        async with aiohttp.ClientSession() as http:
+            for model, rid in (("chat", "first"), ("nope", "second"), ("chat", "third")):
+                body = {"model": model, "messages": [{"role": "user", "content": "s3cret"}]}
+                async with http.post(
+                    url + "/v1/chat/completions", json=body, headers={"X-Request-Id": rid}
+                ) as r:
+                    ids.append((r.headers["X-Request-Id"], r.status))
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 10)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert ids == [("first", 200), ("second", 404), ("third", 200)]
+    text = err.decode()
+    assert "s3cret" not in text
+    if fmt == "json":
+        lines = [json.loads(line) for line in text.splitlines()]  # every line is JSON
+        access = [a for a in lines if a["logger"] == "ballast.access"]
+        assert [(a["request_id"], a["status"]) for a in access] == ids
+        assert access[0]["backend"] == "primary"
+        assert access[0]["completion_tokens"] == 3
+    else:
+        access = [line for line in text.splitlines() if "ballast.access: request" in line]
+        assert len(access) == 3
+        assert "request_id=first" in access[0]
+        assert "status=200" in access[0]
+        assert "request_id=second" in access[1]
+        assert "status=404" in access[1]

@@ -55,3 +55,16 @@ def gemma(stack: RealStack) -> str:
     stack.apply(llmservice(NAME, NAMESPACE))
     stack.wait_ready(NAME, timeout=300)
     return NAME
+
+
+@pytest.fixture(autouse=True)
+def scraped(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Scrape the gateway and operator around every test that ran the stack, so the
+    monitoring test can evaluate the dashboard over the whole run's traffic."""
+    if "stack" not in request.fixturenames:
+        yield
+        return
+    real: RealStack = request.getfixturevalue("stack")
+    real.scrape()
+    yield
+    real.scrape()

@@ -42,8 +42,10 @@ from tests.cluster.processkubelet import EngineProcess, ProcessKubelet, ServiceP
 from tests.cluster.procs import ManagedProcess, free_port
 
 MODEL_FILE = "gemma-3-270m-q4_k_m.gguf"
-#: Where the model is in the pod: a directory of the image filesystem the kubelet maps to
-#: the local model directory (the API has no `volumes` yet).
+#: The node directory holding the model: a hostPath volume of each engine pod (declared in
+#: the LLMService's `volumes`/`volumeMounts`), which the process kubelet maps to the local
+#: model directory; the pod sees the file at MODEL_PATH.
+HOST_MODELS = "/var/lib/ballast/models"
 MODEL_PATH = f"/models/{MODEL_FILE}"
 CRD_FILE = REPO / "crds" / "llmservices.ballast.dev.yaml"
 CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/llmservices.ballast.dev"
@@ -96,6 +98,8 @@ def llmservice(
             "engine": "llamacpp",
             "model": MODEL_PATH,
             "args": list(own),
+            "volumes": [{"name": "models", "hostPath": {"path": HOST_MODELS, "type": "Directory"}}],
+            "volumeMounts": [{"name": "models", "mountPath": "/models", "readOnly": True}],
             "priority": priority,
             "health": {"periodSeconds": period, "failureThreshold": 2},
         }
@@ -138,6 +142,9 @@ class RealStack:
         self.gateway: ManagedProcess | None = None
         self.gateway_port = 0
         self.metrics_port = 0
+        self.operator_metrics_port = 0
+        #: Every scrape() of the gateway's and the operator's /metrics, in order.
+        self.scrapes: list[str] = []
         #: The client key the gateway accepts (a labelled Secret, as the chart creates one).
         self.api_key = "sk-ballast-" + secrets.token_hex(16)
 
@@ -166,7 +173,8 @@ class RealStack:
             "process-node",
             server=self.server,
             workdir=self.workdir / "pods",
-            image_dirs={"/models": self.models, "/app": self.server.parent},
+            image_dirs={"/app": self.server.parent},
+            host_paths={HOST_MODELS: self.models},
             kubelet_version=kubernetes_version(),
         )
         self.kubelet.start()
@@ -193,7 +201,9 @@ class RealStack:
 
     def _start_operator(self) -> None:
         health = free_port()
-        args = ["run", "--namespace", self.namespace, "--metrics-port", "0",
+        self.operator_metrics_port = free_port()
+        args = ["run", "--namespace", self.namespace,
+                "--metrics-port", str(self.operator_metrics_port),
                 "--liveness", f"http://127.0.0.1:{health}/healthz", "--log-format", "plain",
                 "--gateway-endpoint", self.base_url]  # fmt: skip
         assert self.proxy is not None
@@ -205,6 +215,7 @@ class RealStack:
             env={
                 "BALLAST_PROBE_URL_OVERRIDE": json.dumps({"*": self.proxy.override}),
                 "POD_NAMESPACE": self.namespace,
+                "BALLAST_METRICS_ADDRESS": "127.0.0.1",  # loopback only, like everything here
             },
         )
         self.operator.start()
@@ -269,10 +280,17 @@ class RealStack:
         except urllib.error.HTTPError as err:
             return err.code
 
-    def metrics(self) -> str:
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+    def metrics(self, port: int | None = None) -> str:
+        """The gateway's /metrics (or, given its port, the operator's)."""
+        url = f"http://127.0.0.1:{port or self.metrics_port}/metrics"
         with urllib.request.urlopen(url, timeout=5) as r:
             return str(r.read().decode())
+
+    def scrape(self) -> str:
+        """Scrape the gateway and the operator, as Prometheus would; kept in ``scrapes``."""
+        text = self.metrics() + self.metrics(self.operator_metrics_port)
+        self.scrapes.append(text)
+        return text
 
     def apply(self, obj: JSON) -> JSON:
         return self.api.post(llms_path(self.namespace), obj)

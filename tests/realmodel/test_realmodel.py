@@ -10,15 +10,31 @@ traffic to the second tier.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import openai
+import pytest
 
+from tests.cluster.kubeapi import ApiError
 from tests.cluster.poll import wait_for
 from tests.cluster.processkubelet import EngineProcess
+from tests.monitoring.queries import (
+    Query,
+    alert_queries,
+    dashboard,
+    panel_queries,
+    render,
+    rule_groups,
+    run_promtool_tests,
+    scraped_names,
+    selectors,
+    variable_queries,
+)
 
 from .stack import RealStack
 
@@ -94,11 +110,11 @@ def test_deterministic_completion_through_the_gateway(stack: RealStack, gemma: s
 
 
 def test_usage_and_gateway_metrics(stack: RealStack, gemma: str) -> None:
-    """Token usage comes back through the gateway; its metrics count the request.
-
-    The gateway has no token counters yet (another issue adds them): what reaches its
-    metrics today is the request by backend and outcome and the time to first token."""
+    """Token usage comes back through the gateway, which counts it: prompt and completion
+    tokens of the real engine's answer, a non-stream request (no time to first token) and a
+    stream with `stream_options.include_usage` (time to first token and per output token)."""
     labels = {"model": MODEL, "backend": "primary"}
+    tokens = "ballast_gateway_tokens_total"
     before = stack.metrics()
     answer, _ = complete(client(stack.base_url, stack.api_key), max_tokens=8)
     after = stack.metrics()
@@ -110,8 +126,29 @@ def test_usage_and_gateway_metrics(stack: RealStack, gemma: str) -> None:
     requests = "ballast_gateway_requests_total"
     ok = {**labels, "outcome": "ok"}
     assert metric(after, requests, **ok) == metric(before, requests, **ok) + 1, after
+    for kind, count in (("prompt", usage.prompt_tokens), ("completion", 8)):
+        grew = metric(after, tokens, **labels, kind=kind) - metric(
+            before, tokens, **labels, kind=kind
+        )
+        assert grew == count, kind
     ttft = "ballast_gateway_time_to_first_token_seconds_count"
-    assert metric(after, ttft, **labels) == metric(before, ttft, **labels) + 1
+    assert metric(after, ttft, **labels) == metric(before, ttft, **labels)  # streams only
+
+    gw = client(stack.base_url, stack.api_key)
+    chunks = list(gw.completions.create(
+        model=MODEL, prompt=PROMPT, max_tokens=6, temperature=0, seed=SEED, stream=True,
+        stream_options={"include_usage": True},
+    ))  # fmt: skip
+    final = chunks[-1].usage
+    assert final is not None
+    streamed = stack.metrics()
+    assert metric(streamed, ttft, **labels) == metric(after, ttft, **labels) + 1
+    tpot = "ballast_gateway_time_per_output_token_seconds_count"
+    assert metric(streamed, tpot, **labels) == metric(after, tpot, **labels) + 1
+    grew = metric(streamed, tokens, **labels, kind="completion") - metric(
+        after, tokens, **labels, kind="completion"
+    )
+    assert grew == final.completion_tokens
 
 
 def test_streaming_chunk_by_chunk(stack: RealStack, gemma: str) -> None:
@@ -250,3 +287,84 @@ def test_failover_when_the_primary_engine_is_killed_under_load(
     back, headers = complete(gw)
     assert headers["x-ballast-backend"] == "primary"
     assert back.choices[0].text == answer.choices[0].text
+
+
+def test_the_dashboard_and_alerts_read_what_ran(
+    stack: RealStack, gemma: str, tmp_path: Path
+) -> None:
+    """The shipped dashboard and alert rules against this run: every metric they name is
+    exported by the real gateway and operator after the traffic above (streams, a failover,
+    a killed engine), and every panel query (and every alert's measured side) returns data
+    when Prometheus's engine (`promtool test rules`) evaluates it over the run's scrapes."""
+    stack.scrape()
+    objects = render()
+    board, groups = dashboard(objects), rule_groups(objects)
+    panels, alerts = panel_queries(board), alert_queries(groups)
+    scraped = set().union(*(scraped_names(text) for text in stack.scrapes))
+    for q in [*panels, *alerts, *variable_queries(board)]:
+        for name, _ in selectors(q.expr):
+            assert name in scraped, f"{q.where}: {name} was not exported during the run"
+    for name in ("ballast_gateway_fallbacks_total", "ballast_gateway_tokens_total"):
+        assert name in scraped  # the failover and the usage really happened
+
+    # The scrapes as series one minute apart; each query evaluated at the last one.
+    series = scrapes_as_series(stack.scrapes)
+    end = f"{len(stack.scrapes) - 1}m"
+    measured = [Query(a.where, re.split(r" (?:>|==) [^ ]+$", a.expr)[0]) for a in alerts]
+    tests = {"evaluation_interval": "1m", "tests": [{
+        "interval": "1m",
+        "input_series": series,
+        "promql_expr_test": [
+            {"expr": f"clamp_max(count({q.expr}), 1)", "eval_time": end,
+             "exp_samples": [{"labels": "{}", "value": 1}]}
+            for q in [*panels, *measured]
+        ],
+    }]}  # fmt: skip
+    try:
+        run_promtool_tests(tmp_path, groups, tests)
+    except AssertionError as err:
+        wheres = "\n".join(f"{i}: {q.where}: {q.expr}" for i, q in enumerate([*panels, *measured]))
+        raise AssertionError(f"{err}\nqueries:\n{wheres}") from None
+
+
+def scrapes_as_series(scrapes: list[str]) -> list[dict[str, str]]:
+    """Prometheus text expositions -> promtool input series (``_`` where a series is absent)."""
+    values: dict[str, list[str]] = {}
+    for i, text in enumerate(scrapes):
+        for line in text.splitlines():
+            if not line.startswith("ballast_") or "_created" in line.split(" ", 1)[0]:
+                continue
+            series, value = line.rsplit(" ", 1)
+            if value in ("NaN", "+Inf", "-Inf"):
+                continue
+            values.setdefault(series, ["_"] * len(scrapes))[i] = value
+    return [{"series": s, "values": " ".join(v)} for s, v in values.items()]
+
+
+def test_deleting_a_pod_stops_its_llama_server_and_the_replacement_serves(
+    stack: RealStack, gemma: str
+) -> None:
+    """The process kubelet ends the engine of a deleted pod (SIGTERM within its grace
+    period), and the pod the Deployment creates in its place starts its own llama-server,
+    which answers through the gateway once Ready."""
+    old = stack.engines()["primary"]
+    pid = old.pid
+    assert pid is not None
+    assert old.alive()
+    stack.api.delete(f"/api/v1/namespaces/{old.namespace}/pods/{old.pod}")
+    wait_for(lambda: not old.alive(), timeout=60, what="the deleted pod's llama-server exiting")
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # gone, not a zombie left behind
+
+    def replaced() -> bool:
+        try:
+            engine = stack.engines().get("primary")
+        except ApiError:  # a pod the kubelet still lists is gone from the API: not yet
+            return False
+        return engine is not None and engine.pod != old.pod
+
+    wait_for(replaced, timeout=60, what="the replacement pod's engine")
+    stack.wait_ready(gemma, timeout=120)
+    answer, headers = complete(client(stack.base_url, stack.api_key))
+    assert headers["x-ballast-backend"] == "primary"
+    assert answer.choices[0].text

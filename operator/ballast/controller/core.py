@@ -458,6 +458,6 @@ class Controller:
                 self._cache_events(entry, before, caches)
             record.status_due = False
         healthy = sum(h.healthy for h in state.backends.values())
-        routed = sum(b.in_route for b in status.backends)
+        routed = {b.name: b.in_route for b in status.backends}
         self.metrics.set_backends(entry.namespace, entry.name, healthy, routed)
         return True

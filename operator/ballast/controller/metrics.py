@@ -7,6 +7,8 @@ server on ``--metrics-port`` (0 disables it).
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
@@ -48,6 +50,14 @@ class Metrics:
             ["namespace", "service"],
             registry=self.registry,
         )
+        self.backend_in_route = Gauge(
+            "ballast_backend_in_route",
+            "1 while this backend of an LLMService is in the gateway's route, else 0.",
+            ["namespace", "service", "backend"],
+            registry=self.registry,
+        )
+        #: The backends each service's series were last set for (to drop removed ones).
+        self._backends: dict[tuple[str, str], frozenset[str]] = {}
         self.failover_transitions = Counter(
             "ballast_failover_transitions",
             "Backends leaving (out) or re-entering (in) the route.",
@@ -65,17 +75,31 @@ class Metrics:
         for direction in ("in", "out"):
             self.failover_transitions.labels(direction)
 
-    def set_backends(self, namespace: str, service: str, healthy: int, in_route: int) -> None:
+    def set_backends(
+        self, namespace: str, service: str, healthy: int, in_route: dict[str, bool]
+    ) -> None:
+        """A service's backend gauges: ``healthy`` backends, and each backend's place in the
+        route (``in_route``: every backend of the spec, by name)."""
         self.backends_healthy.labels(namespace, service).set(healthy)
-        self.backends_in_route.labels(namespace, service).set(in_route)
+        self.backends_in_route.labels(namespace, service).set(sum(in_route.values()))
+        for name, routed in in_route.items():
+            self.backend_in_route.labels(namespace, service, name).set(1 if routed else 0)
+        names = frozenset(in_route)
+        for gone in self._backends.get((namespace, service), frozenset()) - names:
+            self._remove(self.backend_in_route, namespace, service, gone)
+        self._backends[(namespace, service)] = names
 
     def forget(self, namespace: str, service: str) -> None:
         """Drop the series of a deleted LLMService."""
         for gauge in (self.backends_healthy, self.backends_in_route):
-            try:
-                gauge.remove(namespace, service)
-            except KeyError:
-                continue
+            self._remove(gauge, namespace, service)
+        for name in self._backends.pop((namespace, service), frozenset()):
+            self._remove(self.backend_in_route, namespace, service, name)
+
+    @staticmethod
+    def _remove(gauge: Gauge, *labels: str) -> None:
+        with contextlib.suppress(KeyError):
+            gauge.remove(*labels)
 
     def exposition(self) -> tuple[bytes, str]:
         """The text exposition format and its content type."""

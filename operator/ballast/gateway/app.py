@@ -9,7 +9,8 @@ runs in a cleanup context, so shutdown first drains in-flight requests, then clo
 them. ``/metrics`` is served by a separate app (:func:`metrics_app`) on a port of its own,
 never on the API port. With client authentication, ``/v1/*`` needs a key (see
 :mod:`~ballast.gateway.keys`); ``/healthz`` and ``/readyz`` never do. Every answer's
-``Server`` header is ``ballast``, without versions. Start apps with
+``Server`` header is ``ballast``, without versions, and every answer carries the request's
+``X-Request-Id`` (see :mod:`~ballast.gateway.access`). Start apps with
 :mod:`~ballast.gateway.server`.
 """
 
@@ -28,6 +29,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from yarl import URL
 
 from ballast.gateway import errors
+from ballast.gateway.access import REQUEST_ID_HEADER, AccessLog, request_id
 from ballast.gateway.balancer import Balancer
 from ballast.gateway.breaker import BreakerBoard, Clock
 from ballast.gateway.config import GatewayConfig
@@ -37,7 +39,7 @@ from ballast.gateway.h1 import Pool
 from ballast.gateway.keys import ClientKey, Denial, KeyRing, KeyWatcher
 from ballast.gateway.kube import KubeApi
 from ballast.gateway.metrics import Metrics
-from ballast.gateway.proxy import Proxy
+from ballast.gateway.proxy import REQUEST_ID, Proxy
 from ballast.gateway.snapshot import FORWARDED_PATHS, Snapshot, TableStore
 from ballast.gateway.sources import TableSource
 from ballast.gateway.upstream import UpstreamClient, UpstreamResponse
@@ -120,6 +122,7 @@ def create_app(
         max_body_bytes=config.max_body_bytes,
         body_timeout=config.body_timeout,
         keys=keys,
+        access=AccessLog(config.access_log, config.access_log_sample),
     )
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=[_openai_errors])
     app[GATEWAY] = gw
@@ -134,6 +137,13 @@ def create_app(
     if keys is not None and kube is not None and config.auth_namespace is not None:
         watcher = KeyWatcher(kube, keys, config.auth_namespace)
     app.cleanup_ctx.append(_lifecycle(gw, tables, kube, slices, watcher))
+    access = proxy.access
+
+    async def _flush_access(_: web.Application) -> None:
+        if access.sink is not None:
+            access.sink.flush()  # the last access lines, drained requests' included
+
+    app.on_cleanup.append(_flush_access)
     return app
 
 
@@ -250,6 +260,10 @@ async def _openai_errors(
 
 
 async def _default_headers(request: web.Request, response: web.StreamResponse) -> None:
+    rid = request.get(REQUEST_ID)
+    if rid is None:  # not a forwarded path (models, health, 404): an id all the same
+        rid = request[REQUEST_ID] = request_id(request.headers.get(REQUEST_ID_HEADER))
+    response.headers[REQUEST_ID_HEADER] = rid
     if errors.BACKEND_HEADER not in response.headers:
         response.headers[errors.BACKEND_HEADER] = errors.NO_BACKEND
         response.headers[errors.ATTEMPTS_HEADER] = "0"

@@ -52,7 +52,7 @@ def with_model(body: ParsedBody, model: str) -> bytes:
     """``body`` with its ``model`` replaced; the original bytes when the name is the same."""
     if model == body.model:
         return body.raw
-    spliced = _splice(body.raw, body.model, model)
+    spliced = splice(body.raw, body.model, model)
     if spliced is not None:
         return spliced
     doc = dict(body.doc)
@@ -60,7 +60,9 @@ def with_model(body: ParsedBody, model: str) -> bytes:
     return json.dumps(doc, ensure_ascii=False).encode()
 
 
-def _splice(raw: bytes, old: str, new: str) -> bytes | None:
+def splice(raw: bytes, old: str, new: str) -> bytes | None:
+    """``raw`` with the value ``old`` of its only ``"model"`` key replaced by ``new``; None
+    when the key is not there exactly once or is not followed by ``old``."""
     at = raw.find(_KEY)
     if at < 0 or raw.find(_KEY, at + len(_KEY)) >= 0:
         return None

@@ -15,7 +15,9 @@ from enum import Enum, StrEnum
 
 Clock = Callable[[], float]
 #: Called with (model, backend, is_open) whenever a breaker opens or closes.
-OnChange = Callable[[str, str, bool], None]
+#: (model, backend, open): True/False when a breaker opens or closes (False too when it is
+#: created), None when its backend left the tables.
+OnChange = Callable[[str, str, bool | None], None]
 
 
 class Admission(Enum):
@@ -141,9 +143,9 @@ class BreakerBoard:
             else:
                 breaker.threshold, breaker.open_seconds = threshold, open_seconds
         for key in set(self._breakers) - keep:
-            breaker = self._breakers.pop(key)
-            if breaker.is_open and self._on_change is not None:
-                self._on_change(key[0], key[1], False)
+            self._breakers.pop(key)
+            if self._on_change is not None:
+                self._on_change(key[0], key[1], None)
 
     def _make(
         self, model: str, backend: str, threshold: int, open_seconds: float
@@ -156,4 +158,5 @@ class BreakerBoard:
 
         breaker = CircuitBreaker(threshold, open_seconds, self._clock, changed)
         self._breakers[(model, backend)] = breaker
+        changed(False)
         return breaker

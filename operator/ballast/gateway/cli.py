@@ -90,6 +90,25 @@ def _server_arguments(parser: argparse.ArgumentParser) -> None:
         help="[%(default)s]",
     )
     add(
+        "--log-format",
+        default=_env("LOG_FORMAT", "json"),
+        choices=["json", "text"],
+        help="log lines as JSON objects (like the operator's) or text for a terminal [%(default)s]",
+    )
+    add(
+        "--access-log",
+        default=_env("ACCESS_LOG", "all"),
+        choices=["all", "errors", "off"],
+        help="one line per request: every request, failed ones only, or none [%(default)s]",
+    )
+    add(
+        "--access-log-sample",
+        type=float,
+        default=_env("ACCESS_LOG_SAMPLE", "1"),
+        help="fraction of successful requests' access lines kept (failed ones always are) "
+        "[%(default)s]",
+    )
+    add(
         "--upstream-client",
         default=_env("UPSTREAM_CLIENT", "auto"),
         choices=["auto", "h1", "aiohttp"],
@@ -151,9 +170,13 @@ def _new_loop(choice: str) -> asyncio.AbstractEventLoop:
 
 def main(args: argparse.Namespace) -> int:
     """Run the gateway until SIGINT/SIGTERM; 2 when the routes file is unusable at start."""
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from ballast.gateway import access
+
+    if not 0.0 <= args.access_log_sample <= 1.0:
+        print(f"error: --access-log-sample: a fraction from 0 to 1, not {args.access_log_sample}",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_UNUSABLE
+    access.configure(args.log_level, args.log_format)
     from ballast.gateway.app import create_app
     from ballast.gateway.config import GatewayConfig
     from ballast.gateway.kube import KubeError
@@ -172,6 +195,8 @@ def main(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port or None,
         body_timeout=args.body_timeout,
         max_connections=args.max_connections,
+        access_log=args.access_log,
+        access_log_sample=args.access_log_sample,
     )
     try:
         source, kube = _source(config)

@@ -45,3 +45,7 @@ class GatewayConfig:
     body_timeout: float = 30.0
     #: Client connections one gateway process serves at a time (more get 503 and are closed).
     max_connections: int = 4096
+    #: Access log lines: "all", "errors" (failed requests only) or "off".
+    access_log: str = "all"
+    #: Fraction of the successful requests' lines kept (failed ones are always written).
+    access_log_sample: float = 1.0

@@ -8,27 +8,37 @@ filling memory). If the upstream breaks off, a server-sent-event stream gets a f
 body has its connection aborted, so the client sees an incomplete response rather than a
 short one that looks whole. A client that goes away closes the upstream request at once,
 even while the upstream is quiet (the server cancels the handler on disconnect).
+
+On the way every successful JSON answer and every event of a stream is read by
+:mod:`~ballast.gateway.answers`: ``model`` becomes the served name the client asked for
+(the upstream's own name goes in ``x-ballast-upstream-model``), and usage and the first
+token are noted in ``finish.reading``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Protocol
 
 from aiohttp import web
 
 from ballast.gateway import errors
+from ballast.gateway.answers import EventStream, Reading
 from ballast.gateway.h1 import UpstreamError
-from ballast.gateway.upstream import Answer, UpstreamResponse, response_headers
+from ballast.gateway.upstream import Answer, UpstreamResponse, is_json, response_headers
+
+UPSTREAM_MODEL_HEADER = "x-ballast-upstream-model"
+#: An upstream's own request id is passed on under this name (X-Request-Id is the gateway's).
+UPSTREAM_REQUEST_ID_HEADER = "x-upstream-request-id"
 
 
 class Finish(Protocol):
     backend: str
     attempts: int
+    reading: Reading
 
-    def first_byte(self) -> None: ...
-
-    def done(self, outcome: str) -> None: ...
+    def done(self, status: int, outcome: str) -> None: ...
 
 
 def outcome_of(status: int) -> str:
@@ -37,27 +47,40 @@ def outcome_of(status: int) -> str:
 
 
 async def deliver(request: web.Request, answer: Answer, finish: Finish) -> web.StreamResponse:
-    """Send ``answer`` to the client; report the first byte and the outcome to ``finish``."""
+    """Send ``answer`` to the client; report how it ended to ``finish``."""
     upstream = answer.response
+    status = upstream.status
     headers = response_headers(upstream.headers)
+    theirs = headers.popall("X-Request-Id", ())
+    if theirs:
+        headers[UPSTREAM_REQUEST_ID_HEADER] = theirs[0]
     headers[errors.BACKEND_HEADER] = finish.backend
     headers[errors.ATTEMPTS_HEADER] = str(finish.attempts)
+    reading = finish.reading
     if answer.body is not None:
-        finish.first_byte()
-        finish.done(outcome_of(upstream.status))
-        return web.Response(status=upstream.status, body=answer.body, headers=headers)
-    out = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
+        body = answer.body
+        if status < 300 and is_json(upstream.content_type):
+            body = reading.body(body)
+            if reading.upstream_model is not None:
+                headers[UPSTREAM_MODEL_HEADER] = reading.upstream_model
+        finish.done(status, outcome_of(status))
+        return web.Response(status=status, body=body, headers=headers)
+    events = EventStream(reading, time.perf_counter) if answer.is_sse and status < 300 else None
+    first = events.feed(answer.first) if events is not None else answer.first
+    if reading.upstream_model is not None:
+        headers[UPSTREAM_MODEL_HEADER] = reading.upstream_model
+    out = web.StreamResponse(status=status, reason=upstream.reason, headers=headers)
     outcome = "client_closed"
     try:
         await out.prepare(request)
-        await out.write(answer.first)
-        finish.first_byte()
-        outcome = await _pump(upstream, out)
+        if first:
+            await out.write(first)
+        outcome = await _pump(upstream, out, events)
     except ConnectionError:
         pass  # the client went away; outcome stays client_closed
     except asyncio.CancelledError:  # the client went away while the upstream was quiet
         upstream.close()
-        finish.done("client_closed")
+        finish.done(status, "client_closed")
         raise
     finally:
         if outcome == "ok":
@@ -66,20 +89,29 @@ async def deliver(request: web.Request, answer: Answer, finish: Finish) -> web.S
             upstream.close()
     if outcome == "broken":
         await _end_broken(request, out, answer.is_sse)
-    finish.done(outcome if outcome != "ok" else outcome_of(upstream.status))
+    finish.done(status, outcome if outcome != "ok" else outcome_of(status))
     return out
 
 
-async def _pump(upstream: UpstreamResponse, out: web.StreamResponse) -> str:
-    """Copy the rest of the body; "ok", or "broken" when the upstream broke off."""
+async def _pump(
+    upstream: UpstreamResponse, out: web.StreamResponse, events: EventStream | None
+) -> str:
+    """Copy the rest of the body (through ``events`` for a stream to read); "ok", or
+    "broken" when the upstream broke off."""
     while True:
         try:
             chunk = await upstream.read_chunk()
         except UpstreamError:
             return "broken"
         if not chunk:
+            if events is not None and (rest := events.flush()):
+                await out.write(rest)
             await out.write_eof()
             return "ok"
+        if events is not None:
+            chunk = events.feed(chunk)
+            if not chunk:
+                continue
         await out.write(chunk)
 
 

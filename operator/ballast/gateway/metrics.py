@@ -8,6 +8,7 @@ bounded by the routing tables.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -18,8 +19,16 @@ from prometheus_client.registry import Collector
 PodRows = Callable[[], Iterable[tuple[str, str, str, int, int]]]
 
 PREFIX = "ballast_gateway_"
-#: LLM latencies: from a cached embedding (ms) to a long generation (minutes).
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+#: LLM latencies: from a cached embedding (ms) to a long generation or a cold start
+#: (minutes; OTel's GenAI buckets stop at 82 s, where every cold start would land in +Inf).
+LATENCY_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200,
+)  # fmt: skip
+#: Time to first token: a warm engine's tens of ms up to a model loading for ten minutes.
+TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
+#: Time per output token after the first: fast decode (1 ms) to a crawling one (2.5 s).
+TPOT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5)
+TOKEN_KINDS = ("prompt", "completion")
 UNKNOWN_MODEL = "-"
 
 
@@ -37,16 +46,31 @@ class Metrics:
         )
         self.duration = Histogram(
             PREFIX + "request_duration_seconds",
-            "Time from request to the end of the answer (whole stream included).",
-            ["model"],
+            "Time from request to the end of the answer (whole stream included), by served "
+            "model and answering backend.",
+            ["model", "backend"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
         self.ttft = Histogram(
             PREFIX + "time_to_first_token_seconds",
-            "Time from request to the first byte of the answer sent to the client.",
+            "Streams only: time from request to the first event carrying generated text.",
             ["model", "backend"],
-            buckets=LATENCY_BUCKETS,
+            buckets=TTFT_BUCKETS,
+            registry=r,
+        )
+        self.tpot = Histogram(
+            PREFIX + "time_per_output_token_seconds",
+            "Streams with usage only: time per completion token after the first.",
+            ["model", "backend"],
+            buckets=TPOT_BUCKETS,
+            registry=r,
+        )
+        self.token_usage = Counter(
+            PREFIX + "tokens",
+            "Tokens reported in answers' usage, by served model, backend and kind "
+            "(prompt, completion).",
+            ["model", "backend", "kind"],
             registry=r,
         )
         self.retries = Counter(
@@ -112,8 +136,10 @@ class Metrics:
         )
         self._affinity: dict[tuple[str, str, bool], Counter] = {}
         self._counts: dict[tuple[str, str, str], Counter] = {}
-        self._durations: dict[str, Histogram] = {}
+        self._durations: dict[tuple[str, str], Histogram] = {}
         self._ttfts: dict[tuple[str, str], Histogram] = {}
+        self._tpots: dict[tuple[str, str], Histogram] = {}
+        self._tokens: dict[tuple[str, str, str], Counter] = {}
 
     def request(self, model: str, backend: str, outcome: str, seconds: float) -> None:
         """Count one finished client request and observe its duration."""
@@ -122,20 +148,35 @@ class Metrics:
         if count is None:
             count = self._counts[key] = self.requests.labels(model, backend, outcome)
         count.inc()
-        duration = self._durations.get(model)
+        duration = self._durations.get((model, backend))
         if duration is None:
-            duration = self._durations[model] = self.duration.labels(model)
+            duration = self._durations[(model, backend)] = self.duration.labels(model, backend)
         duration.observe(seconds)
 
-    def auth_denied(self, reason: str) -> None:
-        self._denials[reason].inc()
+    def tokens(self, model: str, backend: str, kind: str, count: int) -> None:
+        """Add ``count`` tokens of ``kind`` (prompt, completion) from an answer's usage."""
+        counter = self._tokens.get((model, backend, kind))
+        if counter is None:
+            counter = self._tokens[(model, backend, kind)] = self.token_usage.labels(
+                model, backend, kind
+            )
+        counter.inc(count)
 
-    def first_byte(self, model: str, backend: str, seconds: float) -> None:
-        """Observe the time to the first byte sent to the client."""
+    def first_token(self, model: str, backend: str, seconds: float) -> None:
+        """Observe a stream's time to its first generated token."""
         ttft = self._ttfts.get((model, backend))
         if ttft is None:
             ttft = self._ttfts[(model, backend)] = self.ttft.labels(model, backend)
         ttft.observe(seconds)
+
+    def per_output_token(self, model: str, backend: str, seconds: float) -> None:
+        tpot = self._tpots.get((model, backend))
+        if tpot is None:
+            tpot = self._tpots[(model, backend)] = self.tpot.labels(model, backend)
+        tpot.observe(seconds)
+
+    def auth_denied(self, reason: str) -> None:
+        self._denials[reason].inc()
 
     def affinity(self, model: str, backend: str, hit: bool) -> None:
         count = self._affinity.get((model, backend, hit))
@@ -151,8 +192,13 @@ class Metrics:
             self.backend_discovery.labels(model, backend, old).set(0)
         self.backend_discovery.labels(model, backend, mode).set(1)
 
-    def breaker_changed(self, model: str, backend: str, is_open: bool) -> None:
-        self.circuit_open.labels(model, backend).set(1 if is_open else 0)
+    def breaker_changed(self, model: str, backend: str, is_open: bool | None) -> None:
+        """A breaker's state: 0 from its creation, 1 while open; its series goes with it."""
+        if is_open is None:
+            with contextlib.suppress(KeyError):
+                self.circuit_open.remove(model, backend)
+        else:
+            self.circuit_open.labels(model, backend).set(1 if is_open else 0)
 
     def watch_pods(self, rows: PodRows) -> None:
         """Export requests and in-flight per pod, for the pods ``rows`` lists at scrape time

@@ -28,6 +28,13 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from ballast.gateway import errors
+from ballast.gateway.access import (
+    REQUEST_ID_HEADER,
+    AccessLog,
+    current_request_id,
+    request_id,
+)
+from ballast.gateway.answers import Reading
 from ballast.gateway.balancer import Balancer, affinity_key
 from ballast.gateway.bodies import BodyError, ParsedBody, parse_body, with_model
 from ballast.gateway.breaker import Admission, BreakerBoard, CircuitBreaker
@@ -50,9 +57,31 @@ from ballast.gateway.upstream import (
 from ballast.routing import RouteBackend
 
 log = logging.getLogger(__name__)
+#: Where a request's id is kept on the aiohttp request (for the answer's header).
+REQUEST_ID = web.RequestKey("ballast_request_id", str)
 
 #: What a visit to one backend ended with, when no answer was sent.
 _NEXT, _STOP = object(), object()
+
+
+@dataclass
+class Record:
+    """What the access log and the request metrics say about one client request."""
+
+    request_id: str
+    path: str
+    start: float
+    #: The model asked for, as the log shows it (cut to 128 characters).
+    asked: str = "-"
+    #: The served model for metrics: one of the tables', or ``-``.
+    model: str = UNKNOWN_MODEL
+    backend: str = errors.NO_BACKEND
+    pod: str | None = None
+    attempts: int = 0
+    stream: bool = False
+    #: The client key's id (its Secret), for the log; None without authentication.
+    client: str | None = None
+    reading: Reading | None = None
 
 
 @dataclass
@@ -63,14 +92,20 @@ class Context:
     body: ParsedBody
     route: Route
     path: str
-    start: float
+    record: Record
     #: The request's affinity key (prompt prefix or session), None for least loaded.
     key: str | None = None
     attempts: int = 0
-    #: The client key's id (its Secret), for the log; None without authentication.
-    client: str | None = None
     #: An answer was handed to delivery (which then records how the request ended).
     committed: bool = False
+
+    @property
+    def start(self) -> float:
+        return self.record.start
+
+    @property
+    def client(self) -> str | None:
+        return self.record.client
 
 
 class Proxy:
@@ -90,57 +125,114 @@ class Proxy:
         max_body_bytes: int,
         body_timeout: float = 30.0,
         keys: KeyRing | None = None,
+        access: AccessLog | None = None,
     ) -> None:
         self.store, self.board, self.credentials = store, board, credentials
         self.metrics, self.client, self.rng = metrics, client, rng
         self.balancer = balancer
         self.buffer_limit, self.max_body_bytes = buffer_limit, max_body_bytes
         self.body_timeout, self.keys = body_timeout, keys
+        self.access = access or AccessLog()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        start = time.perf_counter()
+        rid = request_id(request.headers.get(REQUEST_ID_HEADER))
+        request[REQUEST_ID] = rid
+        token = current_request_id.set(rid)
+        record = Record(rid, request.path, time.perf_counter())
+        try:
+            response = await self._handle(request, record)
+        except asyncio.CancelledError:
+            if record.reading is None:  # the client left before an answer: no further attempt
+                log.info("model %s: the client left after %d attempt(s)",
+                         record.model, record.attempts)  # fmt: skip
+                self.end(record, 499, "client_closed")
+            raise
+        finally:
+            current_request_id.reset(token)
+        return response
+
+    async def _handle(self, request: web.Request, record: Record) -> web.StreamResponse:
         client: ClientKey | None = None
         if self.keys is not None:
             found = self.keys.authenticate(request.headers.get("Authorization"))
             if isinstance(found, Denial):
-                return self._deny(found, request)
+                return self._deny(found, request, record)
             client = found
+            record.client = client.id
         parsed = await self._read(request)
         if isinstance(parsed, web.Response):
-            self.metrics.request(UNKNOWN_MODEL, errors.NO_BACKEND, "rejected", 0.0)
-            return parsed
+            return self._rejected(record, parsed)
+        record.asked = parsed.model[:128]
+        record.stream = parsed.doc.get("stream") is True
         if client is not None and self.keys is not None:
             denied = self.keys.admit(client, parsed.model)
             if denied is not None:
-                return self._deny(denied, request)
+                return self._deny(denied, request, record)
         route = self.store.current.routes.get(parsed.model)
         if route is None:
-            self.metrics.request(UNKNOWN_MODEL, errors.NO_BACKEND, "rejected", 0.0)
-            return errors.error_response(
+            return self._rejected(record, errors.error_response(
                 404,
                 f"The model `{parsed.model}` does not exist",
                 code="model_not_found",
                 param="model",
-            )
+            ))  # fmt: skip
+        record.model = route.table.model
         key = affinity_key(route.balancing, parsed.doc, request.headers)
-        ctx = Context(request, parsed, route, request.path[3:], start, key)
-        ctx.client = client.id if client is not None else None
+        ctx = Context(request, parsed, route, request.path[3:], record, key)
         self.metrics.in_flight += 1
         try:
             return await self._serve(ctx)
-        except asyncio.CancelledError:
-            if not ctx.committed:  # the client left before an answer: no further attempt
-                model = route.table.model
-                elapsed = time.perf_counter() - start
-                self.metrics.request(model, errors.NO_BACKEND, "client_closed", elapsed)
-                log.info("model %s: the client left after %d attempt(s)", model, ctx.attempts)
-            raise
         finally:
             self.metrics.in_flight -= 1
 
-    def _deny(self, denial: Denial, request: web.Request) -> web.Response:
+    def end(self, record: Record, status: int, outcome: str) -> None:
+        """The request is over: count it, observe its times and tokens, log its line."""
+        now = time.perf_counter()
+        elapsed = now - record.start
+        model, backend, metrics = record.model, record.backend, self.metrics
+        metrics.request(model, backend, outcome, elapsed)
+        reading = record.reading
+        ttft = None
+        if reading is not None:
+            if reading.prompt_tokens is not None:
+                metrics.tokens(model, backend, "prompt", reading.prompt_tokens)
+            if reading.completion_tokens is not None:
+                metrics.tokens(model, backend, "completion", reading.completion_tokens)
+            if record.stream and reading.first_token is not None:
+                ttft = reading.first_token - record.start
+                metrics.first_token(model, backend, ttft)
+                if reading.completion_tokens is not None and reading.completion_tokens > 1:
+                    per = (now - reading.first_token) / (reading.completion_tokens - 1)
+                    metrics.per_output_token(model, backend, per)
+        if not self.access.wants(status >= 400 or outcome != "ok"):
+            return
+        fields: dict[str, object] = {
+            "request_id": record.request_id,
+            "path": record.path,
+            "model": record.asked,
+            "backend": backend,
+            "pod": record.pod,
+            "attempts": record.attempts,
+            "status": status,
+            "outcome": outcome,
+            "latency_ms": round(elapsed * 1000, 2),
+            "stream": record.stream,
+            "client_key": record.client,
+        }
+        if reading is not None:
+            if ttft is not None:
+                fields["ttft_ms"] = round(ttft * 1000, 2)
+            fields["prompt_tokens"] = reading.prompt_tokens
+            fields["completion_tokens"] = reading.completion_tokens
+            fields["upstream_model"] = reading.upstream_model
+        self.access.emit(fields)
+
+    def _rejected(self, record: Record, response: web.Response) -> web.Response:
+        self.end(record, response.status, "rejected")
+        return response
+
+    def _deny(self, denial: Denial, request: web.Request, record: Record) -> web.Response:
         self.metrics.auth_denied(denial.reason)
-        self.metrics.request(UNKNOWN_MODEL, errors.NO_BACKEND, "rejected", 0.0)
         response = errors.error_response(denial.status, denial.message, code=denial.code)
         if denial.retry_after is not None:
             response.headers["Retry-After"] = str(denial.retry_after)
@@ -148,7 +240,7 @@ class Proxy:
             response.headers["WWW-Authenticate"] = 'Bearer realm="ballast"'
             if request.can_read_body:
                 response.force_close()  # the unread body is not worth reading
-        return response
+        return self._rejected(record, response)
 
     async def _read(self, request: web.Request) -> ParsedBody | web.Response:
         if "Content-Type" in request.headers:
@@ -214,6 +306,7 @@ class Proxy:
             breaker.abandon(admission)  # not the backend's failure
             failure = Failure(FailureKind.CONNECT_FAILURE, f"credentials: {e}")
             ctx.attempts += 1
+            ctx.record.attempts, ctx.record.backend = ctx.attempts, backend.name
             failures.append(failure)
             self._failed(ctx, backend, None, failure)
             return _NEXT if retryable(failure.kind, table.fallback.retry_on) else _STOP
@@ -230,6 +323,9 @@ class Proxy:
                     return _NEXT
             self._count_retry(table.model, previous, backend)
             ctx.attempts += 1
+            record = ctx.record
+            record.attempts, record.backend = ctx.attempts, backend.name
+            record.pod = pod.name if pod is not None else None
             if pod is not None:
                 pod.start()
             try:
@@ -238,7 +334,7 @@ class Proxy:
                     breaker.success(admission)
                     if pod is not None:
                         pod.succeeded()
-                    finish = self._finisher(ctx, backend, breaker)
+                    finish = Finisher(self, ctx.record, backend.name, breaker)
                     ctx.committed = True
                     return await deliver(ctx.request, outcome, finish)
             finally:
@@ -289,7 +385,9 @@ class Proxy:
         self, ctx: Context, backend: RouteBackend, pod: Pod | None, auth: str | None
     ) -> Answer | Failure:
         body = with_model(ctx.body, backend.upstream_model)
-        headers = request_headers(ctx.request.headers, auth, ctx.request.remote)
+        headers = request_headers(
+            ctx.request.headers, auth, ctx.request.remote, ctx.record.request_id
+        )
         url = ctx.route.urls[backend.name][ctx.path]
         if pod is not None:
             url = pod.url(url.raw_path)
@@ -301,39 +399,30 @@ class Proxy:
         )
         return await attempt(self.client(), url, body, headers, budget, self.buffer_limit)
 
-    def _finisher(self, ctx: Context, backend: RouteBackend, breaker: CircuitBreaker) -> Finisher:
-        return Finisher(
-            self.metrics, ctx.route.table.model, backend.name, ctx.attempts, ctx.start, breaker
-        )
-
     def _give_up(
         self, ctx: Context, failures: list[Failure], last: RouteBackend | None
     ) -> web.Response:
         model = ctx.route.table.model
         backend = last.name if last is not None else errors.NO_BACKEND
         response, outcome = give_up_response(model, failures, backend, ctx.attempts)
-        self.metrics.request(model, backend, outcome, time.perf_counter() - ctx.start)
+        ctx.record.backend = backend
+        self.end(ctx.record, response.status, outcome)
         return response
 
 
-@dataclass
 class Finisher:
-    """Records how a committed answer ended: metrics, and the breaker if the stream broke."""
+    """Records how a committed answer ended: the breaker if the stream broke, then
+    :meth:`Proxy.end`."""
 
-    metrics: Metrics
-    model: str
-    backend: str
-    attempts: int
-    start: float
-    breaker: CircuitBreaker
+    def __init__(self, proxy: Proxy, record: Record, backend: str, breaker: CircuitBreaker):
+        self.proxy, self.record, self.backend, self.breaker = proxy, record, backend, breaker
+        self.attempts = record.attempts
+        self.reading = record.reading = Reading(record.model)
 
-    def first_byte(self) -> None:
-        self.metrics.first_byte(self.model, self.backend, time.perf_counter() - self.start)
-
-    def done(self, outcome: str) -> None:
+    def done(self, status: int, outcome: str) -> None:
         if outcome == "broken":
             self.breaker.failure(Admission.CLOSED)
-        self.metrics.request(self.model, self.backend, outcome, time.perf_counter() - self.start)
+        self.proxy.end(self.record, status, outcome)
 
 
 _GIVE_UP = {

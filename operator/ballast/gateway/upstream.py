@@ -47,7 +47,7 @@ _HOP_BY_HOP = frozenset(
 _REQUEST_DROP = _HOP_BY_HOP | {
     "host", "content-length", "content-encoding", "authorization", "cookie", "expect",
     "x-api-key", "api-key", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto",
-    "forwarded", "x-real-ip",
+    "forwarded", "x-real-ip", "x-request-id",
 }  # fmt: skip
 #: Dropped too when the gateway sends its own provider key: they would pick the billing
 #: account (organization, project) the gateway's key is charged to.
@@ -111,10 +111,14 @@ class Failure:
 
 
 def request_headers(
-    incoming: MultiMapping[str], authorization: str | None, client_address: str | None = None
+    incoming: MultiMapping[str],
+    authorization: str | None,
+    client_address: str | None = None,
+    request_id: str | None = None,
 ) -> list[tuple[str, str]]:
     """The client's headers minus hop-by-hop, credential and gateway ones, plus the backend's
-    key and ``X-Forwarded-For`` (the client's peer address as the gateway saw it)."""
+    key, ``X-Forwarded-For`` (the client's peer address as the gateway saw it) and the
+    request's id (the gateway's choice: the client's only when valid)."""
     out = []
     content_type = False
     named = _connection_named(incoming)
@@ -133,6 +137,8 @@ def request_headers(
         out.append(("Content-Type", "application/json"))
     if client_address:
         out.append(("X-Forwarded-For", client_address))
+    if request_id is not None:
+        out.append(("X-Request-Id", request_id))
     if authorization is not None:
         out.append(("Authorization", authorization))
     return out
@@ -184,7 +190,7 @@ async def attempt(
             if length is not None:
                 if length <= buffer_limit and resp.content_type != SSE:
                     return Answer(resp, await resp.read())
-            elif _is_json(resp.content_type):
+            elif is_json(resp.content_type):
                 return await _buffered(resp, buffer_limit)
             return Answer(resp, None, await resp.read_chunk())
     except TimeoutError:
@@ -200,7 +206,7 @@ async def attempt(
         raise
 
 
-def _is_json(content_type: str) -> bool:
+def is_json(content_type: str) -> bool:
     return content_type == "application/json" or content_type.endswith("+json")
 
 

@@ -82,7 +82,7 @@ bench: install
 bench-realmodel: install cluster-bin llama-bin
 	$(BIN)/python bench/realmodel_bench.py
 
-## demo: Ballast end to end with a real model (the current kube context if reachable, else a local control plane)
+## demo: Ballast end to end with a real model on a local control plane (a configured kube context is left untouched)
 demo: install
 	$(BIN)/python hack/demo.py
 

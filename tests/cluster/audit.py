@@ -41,6 +41,14 @@ class AuditEvent:
     code: int
     uri: str
     user_agent: str
+    #: The refusal's message (empty for successes).
+    message: str = ""
+
+    @property
+    def rbac_denied(self) -> bool:
+        """403 from authorization; not the NamespaceLifecycle admission refusing writes into
+        a namespace being deleted (a race any controller emitting Events there can hit)."""
+        return self.code == 403 and "because it is being terminated" not in self.message
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> AuditEvent:
@@ -58,6 +66,7 @@ class AuditEvent:
             code=int(raw.get("responseStatus", {}).get("code", 0)),
             uri=raw.get("requestURI", ""),
             user_agent=raw.get("userAgent", ""),
+            message=str(raw.get("responseStatus", {}).get("message", "")),
         )
 
 

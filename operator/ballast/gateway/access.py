@@ -219,11 +219,6 @@ class AccessLog:
             return False
         return self.logger.isEnabledFor(logging.INFO)
 
-    def write(self, fields: Mapping[str, Any], failed: bool) -> None:
-        """Log ``fields`` (one request) unless the mode or the sample leaves it out."""
-        if self.wants(failed):
-            self.emit(fields)
-
     def emit(self, fields: Mapping[str, Any]) -> None:
         """Write the line ``fields`` (the caller asked :meth:`wants`)."""
         if self.sink is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -28,7 +29,6 @@ LATENCY_BUCKETS = (
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
 #: Time per output token after the first: fast decode (1 ms) to a crawling one (2.5 s).
 TPOT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5)
-TOKEN_KINDS = ("prompt", "completion")
 UNKNOWN_MODEL = "-"
 
 
@@ -134,58 +134,38 @@ class Metrics:
         self.client_keys = Gauge(
             PREFIX + "client_keys", "Client API keys loaded from key Secrets.", registry=r
         )
-        self._affinity: dict[tuple[str, str, bool], Counter] = {}
-        self._counts: dict[tuple[str, str, str], Counter] = {}
-        self._durations: dict[tuple[str, str], Histogram] = {}
-        self._ttfts: dict[tuple[str, str], Histogram] = {}
-        self._tpots: dict[tuple[str, str], Histogram] = {}
-        self._tokens: dict[tuple[str, str, str], Counter] = {}
+        #: Labelled children of the per-request metrics, looked up once per label set.
+        self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
+
+    def _child(self, metric: Counter | Histogram, *labels: str) -> Any:
+        key = (metric, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def request(self, model: str, backend: str, outcome: str, seconds: float) -> None:
         """Count one finished client request and observe its duration."""
-        key = (model, backend, outcome)
-        count = self._counts.get(key)
-        if count is None:
-            count = self._counts[key] = self.requests.labels(model, backend, outcome)
-        count.inc()
-        duration = self._durations.get((model, backend))
-        if duration is None:
-            duration = self._durations[(model, backend)] = self.duration.labels(model, backend)
-        duration.observe(seconds)
+        self._child(self.requests, model, backend, outcome).inc()
+        self._child(self.duration, model, backend).observe(seconds)
 
     def tokens(self, model: str, backend: str, kind: str, count: int) -> None:
         """Add ``count`` tokens of ``kind`` (prompt, completion) from an answer's usage."""
-        counter = self._tokens.get((model, backend, kind))
-        if counter is None:
-            counter = self._tokens[(model, backend, kind)] = self.token_usage.labels(
-                model, backend, kind
-            )
-        counter.inc(count)
+        self._child(self.token_usage, model, backend, kind).inc(count)
 
     def first_token(self, model: str, backend: str, seconds: float) -> None:
         """Observe a stream's time to its first generated token."""
-        ttft = self._ttfts.get((model, backend))
-        if ttft is None:
-            ttft = self._ttfts[(model, backend)] = self.ttft.labels(model, backend)
-        ttft.observe(seconds)
+        self._child(self.ttft, model, backend).observe(seconds)
 
     def per_output_token(self, model: str, backend: str, seconds: float) -> None:
-        tpot = self._tpots.get((model, backend))
-        if tpot is None:
-            tpot = self._tpots[(model, backend)] = self.tpot.labels(model, backend)
-        tpot.observe(seconds)
+        """Observe a stream's time per output token after the first."""
+        self._child(self.tpot, model, backend).observe(seconds)
 
     def auth_denied(self, reason: str) -> None:
         self._denials[reason].inc()
 
     def affinity(self, model: str, backend: str, hit: bool) -> None:
-        count = self._affinity.get((model, backend, hit))
-        if count is None:
-            result = "hit" if hit else "spill"
-            count = self._affinity[(model, backend, hit)] = self.affinity_picks.labels(
-                model, backend, result
-            )
-        count.inc()
+        self._child(self.affinity_picks, model, backend, "hit" if hit else "spill").inc()
 
     def discovery(self, model: str, backend: str, mode: str, old: str | None) -> None:
         if old is not None:

@@ -85,18 +85,14 @@ class Reading:
     first_token: float | None = None
 
     def document(self, raw: bytes) -> bytes:
-        """One JSON document (an answer, or a stream event's data): read, and its ``model``
-        rewritten. Parsed once by json's C decoder; the new name is spliced where the only
-        ``"model"`` token of the bytes is, else where the top-level scan finds the key."""
-        try:
-            doc = json.loads(raw)
-        except (ValueError, RecursionError):
-            return raw
-        if not isinstance(doc, dict):
-            return raw
-        return self._read(raw, doc)
+        """A whole JSON answer: read, and its ``model`` rewritten (the same bytes otherwise)."""
+        doc = _object(raw)
+        return raw if doc is None else self.read(raw, doc)
 
-    def _read(self, raw: bytes, doc: dict[str, Any]) -> bytes:
+    def read(self, raw: bytes, doc: dict[str, Any]) -> bytes:
+        """One JSON object ``raw`` (an answer, or a stream event's data) already parsed as
+        ``doc``: its usage noted, its ``model`` rewritten. The new name is spliced where the
+        only ``"model"`` token of the bytes is, else where the top-level scan finds the key."""
         usage = doc.get("usage")
         if isinstance(usage, dict):
             self._usage(usage)
@@ -132,9 +128,14 @@ class Reading:
         if _count(completion):
             self.completion_tokens = completion
 
-    def body(self, body: bytes) -> bytes:
-        """A whole JSON answer, with its ``model`` rewritten (the same bytes otherwise)."""
-        return self.document(body)
+
+def _object(raw: bytes) -> dict[str, Any] | None:
+    """``raw`` parsed by json's C decoder when it is one JSON object, else None."""
+    try:
+        doc = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 def _count(value: object) -> bool:
@@ -198,16 +199,13 @@ class EventStream:
             payload = payload[1:]
         if not payload.startswith(b"{"):
             return line  # [DONE], or not JSON
-        try:
-            doc = json.loads(payload)
-        except (ValueError, RecursionError):
-            return line
-        if not isinstance(doc, dict):
+        doc = _object(payload)
+        if doc is None:
             return line
         reading = self.reading
         if reading.first_token is None and _has_token(doc):
             reading.first_token = self.clock()
-        out = reading._read(payload, doc)
+        out = reading.read(payload, doc)
         if out is payload:
             return line
         return line[: len(line) - cr - len(payload)] + out + (b"\r" if cr else b"")

@@ -60,7 +60,7 @@ async def deliver(request: web.Request, answer: Answer, finish: Finish) -> web.S
     if answer.body is not None:
         body = answer.body
         if status < 300 and is_json(upstream.content_type):
-            body = reading.body(body)
+            body = reading.document(body)
             if reading.upstream_model is not None:
                 headers[UPSTREAM_MODEL_HEADER] = reading.upstream_model
         finish.done(status, outcome_of(status))

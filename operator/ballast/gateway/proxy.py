@@ -95,13 +95,16 @@ class Context:
     record: Record
     #: The request's affinity key (prompt prefix or session), None for least loaded.
     key: str | None = None
-    attempts: int = 0
     #: An answer was handed to delivery (which then records how the request ended).
     committed: bool = False
 
     @property
     def start(self) -> float:
         return self.record.start
+
+    @property
+    def attempts(self) -> int:
+        return self.record.attempts
 
     @property
     def client(self) -> str | None:
@@ -305,8 +308,8 @@ class Proxy:
         except CredentialsUnavailable as e:
             breaker.abandon(admission)  # not the backend's failure
             failure = Failure(FailureKind.CONNECT_FAILURE, f"credentials: {e}")
-            ctx.attempts += 1
-            ctx.record.attempts, ctx.record.backend = ctx.attempts, backend.name
+            ctx.record.attempts += 1
+            ctx.record.backend = backend.name
             failures.append(failure)
             self._failed(ctx, backend, None, failure)
             return _NEXT if retryable(failure.kind, table.fallback.retry_on) else _STOP
@@ -322,9 +325,9 @@ class Proxy:
                     self._verdict(breaker, admission, failures[-1])
                     return _NEXT
             self._count_retry(table.model, previous, backend)
-            ctx.attempts += 1
             record = ctx.record
-            record.attempts, record.backend = ctx.attempts, backend.name
+            record.attempts += 1
+            record.backend = backend.name
             record.pod = pod.name if pod is not None else None
             if pod is not None:
                 pod.start()

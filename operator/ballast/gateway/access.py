@@ -71,25 +71,37 @@ def _timestamp(created: float) -> str:
     return f"{_second[1]}.{millis:03d}Z"
 
 
+def json_line(
+    created: float, level: str, logger: str, message: str, fields: Mapping[str, Any]
+) -> str:
+    """One log line in the JSON format: the fixed keys, then ``fields``."""
+    out = {"time": _timestamp(created), "level": level, "logger": logger, "message": message}
+    out.update(fields)
+    return json.dumps(out, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _pairs(fields: Mapping[str, Any]) -> str:
+    """``key=value`` for each field that has a value (the text format's tail)."""
+    return " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+
+
+def _extra(record: logging.LogRecord) -> dict[str, Any]:
+    """A record's request id and fields, in the order both formats print them."""
+    return {"request_id": getattr(record, "request_id", None),
+            **(getattr(record, "fields", None) or {})}  # fmt: skip
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record (see the module docstring)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {
-            "time": _timestamp(record.created),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        rid = getattr(record, "request_id", None)
-        if rid is not None:
-            out["request_id"] = rid
-        fields = getattr(record, "fields", None)
-        if fields:
-            out.update(fields)
+        extra = _extra(record)
+        if extra["request_id"] is None:
+            del extra["request_id"]
         if record.exc_info:
-            out["exception"] = self.formatException(record.exc_info)
-        return json.dumps(out, ensure_ascii=False, separators=(",", ":"), default=str)
+            extra["exception"] = self.formatException(record.exc_info)
+        level = record.levelname.lower()
+        return json_line(record.created, level, record.name, record.getMessage(), extra)
 
 
 class TextFormatter(logging.Formatter):
@@ -100,13 +112,8 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        extra = []
-        rid = getattr(record, "request_id", None)
-        if rid is not None:
-            extra.append(f"request_id={rid}")
-        fields = getattr(record, "fields", None) or {}
-        extra.extend(f"{k}={v}" for k, v in fields.items() if v is not None)
-        return line + (" " + " ".join(extra) if extra else "")
+        pairs = _pairs(_extra(record))
+        return f"{line} {pairs}" if pairs else line
 
 
 class LineSink:
@@ -124,13 +131,11 @@ class LineSink:
     def line(self, created: float, fields: Mapping[str, Any]) -> None:
         """One access line (``fields`` of one request) in this sink's format."""
         if self.fmt == "json":
-            out = {"time": _timestamp(created), "level": "info", "logger": ACCESS_LOGGER,
-                   "message": "request", **fields}  # fmt: skip
-            text = json.dumps(out, ensure_ascii=False, separators=(",", ":"), default=str)
+            text = json_line(created, "info", ACCESS_LOGGER, "request", fields)
         else:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(created))
-            pairs = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
-            text = f"{stamp},{int(created % 1 * 1000):03d} INFO {ACCESS_LOGGER}: request {pairs}"
+            text = (f"{stamp},{int(created % 1 * 1000):03d} INFO {ACCESS_LOGGER}: request "
+                    f"{_pairs(fields)}")  # fmt: skip
         self.write(text.encode() + b"\n")
 
     def write(self, data: bytes) -> None:

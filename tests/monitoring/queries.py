@@ -19,6 +19,8 @@ import promql_parser
 import yaml
 from prometheus_client import CollectorRegistry
 
+from tests.cluster.tools import tools_dir
+
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "ballast"
 #: The Grafana variables of the dashboard and what a test evaluates them as.
@@ -32,10 +34,7 @@ class Query:
 
 
 def helm_binary() -> Path:
-    out = subprocess.run(
-        [str(REPO / "hack" / "k8s-tools.sh")], capture_output=True, text=True, check=True
-    )
-    return Path(out.stdout.strip().splitlines()[-1]) / "helm"
+    return tools_dir() / "helm"
 
 
 def render(*sets: str) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ then, with one pod 10x slower than the others (50 ms vs 5 ms per answer):
 
 | target | what |
 | --- | --- |
-| `slow/leastLoaded` | pods chosen by power of two choices on in-flight requests |
+| `slow/leastLoaded` | pods chosen by fewest requests in flight |
 | `slow/round-robin` | the same gateway with the choice replaced by round robin (bench only) |
 
 wrk (one thread) posts the 160-byte chat request at ``--connections`` for ``--seconds``,

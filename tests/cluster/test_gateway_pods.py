@@ -208,12 +208,17 @@ def test_a_ten_times_slower_pod_gets_little_traffic(stack: Stack, gateway_token:
     stack.create(replicas=4)
     engines = stack.wait_ready(4)
     slow, *fast = engines.values()
-    slow.delay = 0.2  # ten times the others' 20 ms: engine time, well above the gateway's
+    # Ten times the others' 100 ms. Engine time must dominate what a request costs here:
+    # the fake engines and the client share this process's GIL and two cores with the
+    # gateway, and at 20 ms (with 16 clients) that overhead tripled the fast pods' time, so
+    # the slow pod was really only ~3x slower and got ~9% (a balancer's verdict that says
+    # more about the load generator than about the balancer).
+    slow.delay = 1.0
     for e in fast:
-        e.delay = 0.02
+        e.delay = 0.1
     gw = stack.start_gateway(gateway_token)
-    assert load(gw, 1000, 16) == []
-    assert slow.served <= 100, served(engines)
+    assert load(gw, 600, 8) == []
+    assert slow.served <= 60, served(engines)
 
 
 def test_a_pod_killed_under_load_costs_no_request_and_stays_in_its_backend(

@@ -25,9 +25,16 @@ def test_least_loaded_avoids_a_busy_pod_among_four() -> None:
     fleet = pods(4)
     fleet[0].in_flight = 10
     picks = Counter(least_loaded(fleet, random.Random(i)).name for i in range(400))
-    # The busy pod only wins when it is not among the two sampled: never.
     assert picks["pod-0"] == 0
-    assert all(picks[f"pod-{i}"] > 80 for i in (1, 2, 3))
+    assert all(picks[f"pod-{i}"] > 80 for i in (1, 2, 3))  # ties: each of the idle ones
+
+
+def test_least_loaded_takes_the_fewest_of_all_not_the_lesser_of_two() -> None:
+    # Two sampled pods (the power of two choices) would often be the busier pair here.
+    fleet = pods(4)
+    for pod, n in zip(fleet, (3, 1, 2, 4), strict=True):
+        pod.in_flight = n
+    assert {least_loaded(fleet, random.Random(i)).name for i in range(200)} == {"pod-1"}
 
 
 def test_a_refused_connection_ejects_at_once_and_the_time_grows() -> None:

@@ -6,8 +6,11 @@ failures, and passive ejection (a pod that refuses connections, or answers 5xx t
 in a row, is skipped for 1 s, doubling per ejection up to 30 s, and forgiven by its next
 success). Ejection is per pod and separate from the backend's circuit breaker.
 
-:func:`least_loaded` is the power of two choices: two distinct random candidates, the one
-with fewer requests in flight wins. :class:`Ring` is consistent hashing with bounded loads
+:func:`least_loaded` takes the pod with the fewest requests in flight from this gateway,
+ties broken at random. Every candidate is compared, not two sampled ones (the power of two
+choices): the counts are this process's own and exact, so there is no stale view to herd
+on, and a slow pod, whose requests pile up, loses to every faster one instead of to the one
+it happens to be paired with. :class:`Ring` is consistent hashing with bounded loads
 (Mirrokni, Thorup, Zadimoghaddam 2018): the ring depends only on the pods' addresses, so
 every gateway replica maps a key to the same pod; walking clockwise from the key's hash,
 the first pod whose in-flight count stays within ``ceil(loadFactor * (total + 1) / n)``
@@ -104,14 +107,13 @@ def available(pods: Sequence[Pod], tried: Sequence[Pod], now: float) -> Sequence
 
 
 def least_loaded(pods: Sequence[Pod], rng: random.Random) -> Pod:
-    """Power of two choices on requests in flight (``pods`` must not be empty)."""
-    n = len(pods)
-    if n == 1:
+    """The pod with the fewest requests in flight, a random one of those tied (``pods``
+    must not be empty)."""
+    if len(pods) == 1:
         return pods[0]
-    i = int(rng.random() * n)
-    j = int(rng.random() * (n - 1))
-    first, second = pods[i], pods[j + 1 if j >= i else j]
-    return second if second.in_flight < first.in_flight else first
+    fewest = min(p.in_flight for p in pods)
+    tied = [p for p in pods if p.in_flight == fewest]
+    return tied[int(rng.random() * len(tied))]
 
 
 def key_hash(key: str) -> int:

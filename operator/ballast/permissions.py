@@ -45,6 +45,7 @@ class ManagedKind:
 #: Children of an LLMService, in the order they are applied.
 MANAGED_KINDS: tuple[ManagedKind, ...] = (
     ManagedKind("v1", "ConfigMap", "configmaps"),
+    ManagedKind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
     ManagedKind("v1", "Service", "services"),
     ManagedKind("apps/v1", "Deployment", "deployments"),
     ManagedKind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),

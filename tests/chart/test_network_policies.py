@@ -1,5 +1,6 @@
-"""The chart's engine NetworkPolicies select the pods the operator renders and admit only this
-release's gateway and operator; the gateway's client-key settings reach its arguments."""
+"""The engine NetworkPolicies the chart has the operator create select the pods the operator
+renders and admit only this release's gateway and operator; the gateway's client-key
+settings reach its arguments."""
 
 from __future__ import annotations
 
@@ -10,11 +11,10 @@ from typing import Any
 import yaml
 
 from ballast import render
+from ballast.controller.settings import parse_peers
 from tests.factories import make_llmservice, vllm
 
 from .conftest import NAMESPACE, REPO, Helm, Obj
-
-ENGINE_NAMESPACES = '["ai","team-b"]'
 
 
 def pod_labels(objects: list[Obj], component: str) -> dict[str, str]:
@@ -26,65 +26,88 @@ def pod_labels(objects: list[Obj], component: str) -> dict[str, str]:
     return deployment["spec"]["template"]["metadata"]["labels"]  # type: ignore[no-any-return]
 
 
-def engine_policies(objects: list[Obj]) -> list[Obj]:
-    return [
+def operator_env(objects: list[Obj]) -> dict[str, str]:
+    container = next(
         o for o in objects
-        if o["kind"] == "NetworkPolicy" and o["metadata"]["name"].endswith("-engines")
-    ]  # fmt: skip
+        if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-operator")
+    )["spec"]["template"]["spec"]["containers"][0]  # fmt: skip
+    return {e["name"]: e.get("value", "") for e in container.get("env", [])}
+
+
+def engine_policy(objects: list[Obj], namespace: str = "ai") -> Obj | None:
+    """The policy the chart's operator would give an LLMService in ``namespace``."""
+    text = operator_env(objects).get("BALLAST_ENGINE_POLICY_PEERS")
+    peers = parse_peers(text)  # the operator's own parsing: it refuses what it cannot use
+    return render.engine_policy(make_llmservice(vllm("gpu"), namespace=namespace), peers)
 
 
 def matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
 
 
-def test_engine_policies_select_the_operators_engine_pods_only(helm: Helm) -> None:
-    objects = helm.objects(set_json=[f"watchNamespaces={ENGINE_NAMESPACES}"])
-    policies = engine_policies(objects)
-    assert sorted(p["metadata"]["namespace"] for p in policies) == ["ai", "team-b"]
+def test_engine_policies_select_the_engine_pods_and_admit_the_gateway_and_operator_only(
+    helm: Helm,
+) -> None:
+    objects = helm.objects()
+    policy = engine_policy(objects)
+    assert policy is not None
     svc = make_llmservice(vllm("gpu"), namespace="ai")
     engine = next(o for o in render.objects(svc) if o["kind"] == "Deployment")
     engine_pod = engine["spec"]["template"]["metadata"]["labels"]
-    for policy in policies:
-        spec = policy["spec"]
-        assert spec["policyTypes"] == ["Ingress"]
-        assert matches(spec["podSelector"], engine_pod)
-        for chart_component in ("gateway", "operator"):  # never the chart's own pods
-            assert not matches(spec["podSelector"], pod_labels(objects, chart_component))
-        (rule,) = spec["ingress"]
-        peers = rule["from"]
-        allowed = {
-            c for c in ("gateway", "operator")
-            for peer in peers
-            if matches(peer["podSelector"], pod_labels(objects, c))
-            and peer["namespaceSelector"]["matchLabels"]
-            == {"kubernetes.io/metadata.name": NAMESPACE}
-        }  # fmt: skip
-        assert allowed == {"gateway", "operator"}
-        assert all("podSelector" in p for p in peers)  # nobody else: no bare namespace peer
+    spec = policy["spec"]
+    assert policy["metadata"]["namespace"] == "ai"
+    assert spec["policyTypes"] == ["Ingress"]
+    assert matches(spec["podSelector"], engine_pod)
+    for chart_component in ("gateway", "operator"):  # never the chart's own pods
+        assert not matches(spec["podSelector"], pod_labels(objects, chart_component))
+    (rule,) = spec["ingress"]
+    peers = rule["from"]
+    allowed = {
+        c for c in ("gateway", "operator")
+        for peer in peers
+        if matches(peer["podSelector"], pod_labels(objects, c))
+        and peer["namespaceSelector"]["matchLabels"]
+        == {"kubernetes.io/metadata.name": NAMESPACE}
+    }  # fmt: skip
+    assert allowed == {"gateway", "operator"}
+    assert len(peers) == 2  # nobody else: no bare namespace peer
 
 
-def test_engine_policies_follow_their_own_namespace_list_and_allow_list(helm: Helm) -> None:
-    objects = helm.objects(
-        set_json=[
-            'engineNetworkPolicy.namespaces=["llm"]',
-            'engineNetworkPolicy.allowNamespaces=["batch"]',
-        ]
-    )
-    (policy,) = engine_policies(objects)
-    assert policy["metadata"]["namespace"] == "llm"
+def test_the_allow_list_adds_namespaces_and_disabled_means_no_policy(helm: Helm) -> None:
+    objects = helm.objects(set_json=['engineNetworkPolicy.allowNamespaces=["batch"]'])
+    policy = engine_policy(objects)
+    assert policy is not None
     peers = policy["spec"]["ingress"][0]["from"]
     assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "batch"}}} in peers
-    assert not engine_policies(helm.objects(set_=["engineNetworkPolicy.enabled=false"]))
+    assert len(peers) == 3
+    no_gateway = engine_policy(helm.objects(set_=["gateway.enabled=false"]))
+    assert no_gateway is not None
+    assert len(no_gateway["spec"]["ingress"][0]["from"]) == 1
+    off = helm.objects(set_=["engineNetworkPolicy.enabled=false"])
+    assert "BALLAST_ENGINE_POLICY_PEERS" not in operator_env(off)
+    assert engine_policy(off) is None
 
 
-def test_without_engine_namespaces_the_notes_say_no_policy_was_rendered(helm: Helm) -> None:
-    assert not engine_policies(helm.objects())
-    notes = helm("template", "x", str(REPO / "charts" / "ballast"), "--show-only",
-                 "templates/NOTES.txt", "--namespace", NAMESPACE)  # fmt: skip
+def test_the_install_bundle_protects_engines_in_every_namespace() -> None:
+    bundle = list(yaml.safe_load_all((REPO / "manifests" / "install.yaml").read_text()))
+    policy = engine_policy([o for o in bundle if o], namespace="any-namespace")
+    assert policy is not None
+    assert len(policy["spec"]["ingress"][0]["from"]) == 2
+
+
+def test_the_deprecated_namespace_list_is_ignored_and_the_notes_say_so(helm: Helm) -> None:
+    objects = helm.objects(set_json=['engineNetworkPolicy.namespaces=["llm"]'])
+    assert (
+        operator_env(objects)["BALLAST_ENGINE_POLICY_PEERS"]
+        == operator_env(helm.objects())["BALLAST_ENGINE_POLICY_PEERS"]
+    )
+    assert not [o for o in objects if o["kind"] == "NetworkPolicy"
+                and o["metadata"]["name"].endswith("-engines")]  # fmt: skip
     install = helm("install", "x", str(REPO / "charts" / "ballast"), "--dry-run=client",
-                   "--namespace", NAMESPACE)  # fmt: skip
+                   "--namespace", NAMESPACE, "--set-json",
+                   'engineNetworkPolicy.namespaces=["llm"]')  # fmt: skip
     assert install.returncode == 0, install.stderr
-    assert "no engine NetworkPolicy was rendered" in install.stdout, notes.stderr
+    assert "engineNetworkPolicy.namespaces is deprecated and ignored" in install.stdout
 
 
 def test_gateway_requires_keys_by_default_and_serves_metrics_on_its_own_port(helm: Helm) -> None:

@@ -158,10 +158,6 @@ def test_selectors_match_pod_labels(rendered: list[Obj]) -> None:
     ]
     assert selectors
     for component, sel in selectors:
-        if (
-            component == "engine-policy"
-        ):  # selects the operator's engine pods: test_network_policies
-            continue
         if sel.keys() <= pods[component].keys():  # ServiceMonitors select Services, same labels
             assert all(pods[component][k] == v for k, v in sel.items()), component
 

@@ -78,6 +78,7 @@ def llmservice(name: str, namespace: str, fleet: Fleet) -> JSON:
 
 EXPECTED_CHILDREN = {
     ("ConfigMap", "{name}-routes"),
+    ("NetworkPolicy", "{name}-engines"),  # the chart gives the operator its peers
     ("Service", "{name}-primary"),
     ("Deployment", "{name}-primary"),
     ("PodDisruptionBudget", "{name}-primary"),

@@ -57,6 +57,15 @@ def chart_operator_args(api: KubeApi, release: Release, health_port: int) -> lis
     return args
 
 
+def chart_operator_env(api: KubeApi, release: Release) -> dict[str, str]:
+    """The chart's operator container environment (plain values; not the downward API's)."""
+    deployment = api.get(
+        f"/apis/apps/v1/namespaces/{release.namespace}/deployments/{release.name}-operator"
+    )
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+
+
 def operator_process(
     plane: AuditedPlane, release: Release, fleet: Fleet, workdir: Path, **env: str
 ) -> OperatorProcess:
@@ -70,6 +79,7 @@ def operator_process(
         health_port,
         workdir / "operator.log",
         env={
+            **chart_operator_env(plane.api, release),
             "BALLAST_PROBE_URL_OVERRIDE": json.dumps(fleet.override),
             "BALLAST_SECRET_RETRY": "1",
             "POD_ID": "ballast-operator-test",

@@ -35,6 +35,7 @@ import pytest
 
 from ballast import render
 from ballast.api.manifests import Document, check_document
+from ballast.controller.settings import parse_peers
 from ballast.permissions import MANAGED_KINDS
 
 from ._llmservices import (
@@ -54,7 +55,7 @@ from ._llmservices import (
 )
 from ._operator import AuditedPlane, Fleet, OperatorProcess
 from ._release import Release, kubectl_for
-from ._stack import OPERATOR_USER, install_chart, operator_process
+from ._stack import OPERATOR_USER, chart_operator_env, install_chart, operator_process
 from .binaries import Binaries
 from .kubeapi import JSON, MERGE_PATCH, KubeApi
 from .poll import wait_for
@@ -163,15 +164,22 @@ def chat(plane: AuditedPlane, fleet: Fleet, operator: OperatorProcess) -> Deploy
 # -- tests ---------------------------------------------------------------------------
 
 
+def chart_peers(api: KubeApi, release: Release) -> tuple[JSON, ...]:
+    """Who may call engines, as the chart tells its operator."""
+    return parse_peers(chart_operator_env(api, release)["BALLAST_ENGINE_POLICY_PEERS"])
+
+
 def test_children_are_created_by_the_operator_with_owner_references(
-    plane: AuditedPlane, chat: Deployed
+    plane: AuditedPlane, chat: Deployed, release: Release
 ) -> None:
     api = plane.api
     body = api.get(llms_path(chat.namespace, chat.name))
     checked = check_document(Document("<server>", 0, body))
     assert checked.problems == []
     assert checked.service is not None
-    rendered = {(o["kind"], o["metadata"]["name"]) for o in render.objects(checked.service)}
+    peers = chart_peers(api, release)
+    desired = render.objects(checked.service, engine_peers=peers)
+    rendered = {(o["kind"], o["metadata"]["name"]) for o in desired}
     assert rendered == expected_children(chat.name)
 
     found = wait_for(
@@ -195,11 +203,7 @@ def test_children_are_created_by_the_operator_with_owner_references(
     # The operator sends no replicas for the autoscaled backend: the HPA owns that field. (Its
     # managedFields cannot show this: a create is an Update operation, which attributes the
     # server's defaults, replicas: 1 included, to the creating manager.)
-    sent = {
-        o["metadata"]["name"]: o["spec"]
-        for o in render.objects(checked.service)
-        if o["kind"] == "Deployment"
-    }
+    sent = {o["metadata"]["name"]: o["spec"] for o in desired if o["kind"] == "Deployment"}
     assert sent[f"{chat.name}-primary"]["replicas"] == 2
     assert "replicas" not in sent[f"{chat.name}-pool"]
 
@@ -244,6 +248,49 @@ def test_pods_ready_and_probes_passing_make_the_service_ready(
         "pool": True,
         "cloud": True,
     }
+
+
+def _selected(api: KubeApi, namespace: str, selector: JSON) -> set[str]:
+    labels = ",".join(f"{k}={v}" for k, v in selector["matchLabels"].items())
+    items = api.get(f"/api/v1/namespaces/{namespace}/pods", labelSelector=labels)["items"]
+    return {p["metadata"]["name"] for p in items}
+
+
+def test_the_engine_network_policy_is_accepted_and_admits_only_the_release(
+    plane: AuditedPlane, chat: Deployed, release: Release
+) -> None:
+    """What the API server stored selects exactly the service's engine pods, and its peers
+    are the chart's gateway and operator pods in the release's namespace (enforcement is a
+    CNI's: docs/verification.md)."""
+    api = plane.api
+    wait_ready(api, chat.namespace, chat.name)
+    policy = api.get(kind_path(KINDS["NetworkPolicy"], chat.namespace, f"{chat.name}-engines"))
+    spec = policy["spec"]
+    assert spec["policyTypes"] == ["Ingress"]
+    engine_pods = {
+        p["metadata"]["name"]
+        for p in api.get(f"/api/v1/namespaces/{chat.namespace}/pods")["items"]
+        if p["metadata"]["labels"].get("app.kubernetes.io/component") == "backend"
+    }
+    assert len(engine_pods) >= 3  # primary's 2 and pool's at least 1
+    assert _selected(api, chat.namespace, spec["podSelector"]) == engine_pods
+    (rule,) = spec["ingress"]
+    assert "ports" not in rule
+    chart_pods = {
+        d["metadata"]["labels"]["app.kubernetes.io/component"]: d["spec"]["template"]
+        for d in api.get(f"/apis/apps/v1/namespaces/{release.namespace}/deployments")["items"]
+    }
+    admitted = set()
+    for peer in rule["from"]:
+        assert peer["namespaceSelector"] == {
+            "matchLabels": {"kubernetes.io/metadata.name": release.namespace}
+        }
+        for component, template in chart_pods.items():
+            labels = template["metadata"]["labels"]
+            if all(labels.get(k) == v for k, v in peer["podSelector"]["matchLabels"].items()):
+                admitted.add(component)
+    assert admitted == {"gateway", "operator"}
+    assert len(rule["from"]) == 2
 
 
 def test_a_deleted_or_edited_child_is_put_back(

@@ -65,6 +65,7 @@ class Cluster:
             "deployments": ("apps", "v1"),
             "horizontalpodautoscalers": ("autoscaling", "v2"),
             "poddisruptionbudgets": ("policy", "v1"),
+            "networkpolicies": ("networking.k8s.io", "v1"),
         }
         group, version = groups.get(plural, ("", "v1"))
         return self.store.kind(group, version, plural)
@@ -100,6 +101,7 @@ class Cluster:
             "deployments",
             "horizontalpodautoscalers",
             "poddisruptionbudgets",
+            "networkpolicies",
         ):
             for obj in self.store.items(self.kind(plural), NS):
                 if (obj["metadata"].get("labels") or {}).get("ballast.dev/service") == name:
@@ -145,6 +147,16 @@ class Cluster:
         )
 
 
+#: Who may call engines, as the chart tells the operator: its gateway's pods and its own.
+PEERS: list[Obj] = [
+    {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ballast-system"}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/component": component}},
+    }
+    for component in ("gateway", "operator")
+]
+
+
 @contextlib.asynccontextmanager
 async def emulated(
     workdir: Path, start: bool = True, **operator_args: Any
@@ -154,7 +166,10 @@ async def emulated(
         with Deployments(api.store) as deployments:
             cluster = Cluster(api, fleet, deployments)
             cluster.seed()
-            cluster.operator = Operator(api, workdir, probes=fleet.override, **operator_args)
+            env = {"BALLAST_ENGINE_POLICY_PEERS": json.dumps(PEERS), **operator_args.pop("env", {})}
+            cluster.operator = Operator(
+                api, workdir, probes=fleet.override, env=env, **operator_args
+            )
             try:
                 if start:
                     await cluster.operator.start()

@@ -20,6 +20,7 @@ async def test_create_makes_every_child_with_owner_reference_and_labels(cluster:
     svc = cluster.create(service_obj("alpha", scaled, remote(cluster.fleet, "alpha")))
     expected = {
         ("ConfigMap", "alpha-routes"),
+        ("NetworkPolicy", "alpha-engines"),
         ("Service", "alpha-primary"),
         ("Deployment", "alpha-primary"),
         ("HorizontalPodAutoscaler", "alpha-primary"),
@@ -100,6 +101,7 @@ async def test_a_removed_backend_loses_its_children(cluster: Cluster) -> None:
             set(cluster.children("gamma"))
             == {
                 ("ConfigMap", "gamma-routes"),
+                ("NetworkPolicy", "gamma-engines"),
                 ("Service", "gamma-one"),
                 ("Deployment", "gamma-one"),
             }

@@ -32,6 +32,7 @@ def creates_deployment(name: str) -> Any:
 def expected(name: str) -> set[tuple[str, str]]:
     return {
         ("ConfigMap", f"{name}-routes"),
+        ("NetworkPolicy", f"{name}-engines"),
         ("Service", f"{name}-one"),
         ("Deployment", f"{name}-one"),
         ("Service", f"{name}-two"),

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
+import re
 
 import pytest
 
 from ballast.controller.cli import add_arguments, settings_from
-from ballast.controller.settings import DEFAULT_ENDPOINT, SettingsError, from_flags
+from ballast.controller.settings import DEFAULT_ENDPOINT, SettingsError, from_flags, parse_peers
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -112,3 +114,21 @@ def test_metrics_address_from_flag_or_env() -> None:
         from_flags(metrics_address="::1", env={"BALLAST_METRICS_ADDRESS": "x"}).metrics_address
         == "::1"
     )
+
+
+def test_engine_policy_peers_are_a_list_of_network_policy_peers() -> None:
+    assert from_flags(env={}).engine_peers == ()
+    assert from_flags(env={"BALLAST_ENGINE_POLICY_PEERS": " "}).engine_peers == ()
+    peer = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ballast"}}}
+    settings = from_flags(env={"BALLAST_ENGINE_POLICY_PEERS": json.dumps([peer])})
+    assert settings.engine_peers == (peer,)
+    for text, says in [
+        ("[{", "not JSON"),
+        ("{}", "non-empty list"),
+        ("[]", "non-empty list"),
+        ('["x"]', "[0]: must be an object"),
+        ('[{"podSelector": {}}, {"podSelectr": {}}]', "[1]: unknown field podSelectr"),
+        ('[{"podSelector": "app=gw"}]', "[0]: each of its fields must be an object"),
+    ]:
+        with pytest.raises(SettingsError, match=r"BALLAST_ENGINE_POLICY_PEERS.*" + re.escape(says)):
+            parse_peers(text)

@@ -67,6 +67,7 @@ DEFAULT_KINDS: tuple[Kind, ...] = (
     Kind(
         "policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", status=True, generation=True
     ),
+    Kind("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", generation=True),
     Kind(
         "apiextensions.k8s.io",
         "v1",

@@ -172,3 +172,23 @@ topologySpreadConstraints:
 {{- define "ballast.gatewayKeySecret" -}}
 {{- printf "%s-key" (include "ballast.componentName" (list . "gateway")) -}}
 {{- end }}
+
+{{/*
+Who may call engine pods, as a JSON list of NetworkPolicyPeer objects: this release's gateway
+(when enabled) and operator (its probes), and the namespaces in engineNetworkPolicy.allowNamespaces.
+The operator renders one NetworkPolicy per LLMService from it.
+*/}}
+{{- define "ballast.enginePeers" -}}
+{{- $peers := list -}}
+{{- $release := dict "matchLabels" (dict "kubernetes.io/metadata.name" .Release.Namespace) -}}
+{{- range $component := list "gateway" "operator" -}}
+{{- if or (eq $component "operator") $.Values.gateway.enabled -}}
+{{- $pods := include "ballast.selectorLabels" (list $ $component) | fromYaml -}}
+{{- $peers = append $peers (dict "namespaceSelector" $release "podSelector" (dict "matchLabels" $pods)) -}}
+{{- end -}}
+{{- end -}}
+{{- range .Values.engineNetworkPolicy.allowNamespaces -}}
+{{- $peers = append $peers (dict "namespaceSelector" (dict "matchLabels" (dict "kubernetes.io/metadata.name" .))) -}}
+{{- end -}}
+{{- toJson $peers -}}
+{{- end -}}

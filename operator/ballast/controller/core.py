@@ -32,7 +32,7 @@ from ballast.controller import cache
 from ballast.controller import status as status_model
 from ballast.controller.apply import Applier
 from ballast.controller.children import Child, ChildKey, Children, Owner, owner_of, owners_of
-from ballast.controller.desired import desired_all, desired_one
+from ballast.controller.desired import Rendering, desired_all, desired_one
 from ballast.controller.events import Events
 from ballast.controller.health import ServiceHealth, Transition
 from ballast.controller.kube import ApiError, Kind, KubeClient
@@ -70,6 +70,7 @@ class Controller:
 
     def __init__(self, settings: Settings, kube: KubeClient, events: Events) -> None:
         self.settings = settings
+        self.rendering = Rendering(settings.loader_image, settings.engine_peers)
         self.kube = kube
         self.events = events
         self.metrics = Metrics()
@@ -147,9 +148,7 @@ class Controller:
         if old_entry is not None and old_entry.svc is not None and record.health is not None:
             old_svc = old_entry.svc
             current = cache.uses(old_svc, self.observed(record))
-            record.previous = desired_all(
-                old_svc, record.health.route(), current, self.settings.loader_image
-            )
+            record.previous = desired_all(old_svc, record.health.route(), current, self.rendering)
         return "success" if await self._apply(record, entry) else "error"
 
     async def _apply(self, record: ServiceRecord, entry: Entry) -> bool:
@@ -160,7 +159,7 @@ class Controller:
         observed = self.observed(record)
         current = cache.uses(svc, observed)
         actions = plan(
-            desired_all(svc, health.route(), current, self.settings.loader_image),
+            desired_all(svc, health.route(), current, self.rendering),
             observed,
             entry.uid,
             record.previous,
@@ -320,7 +319,7 @@ class Controller:
     ) -> None:
         route = record.health.route() if record.health else {}
         current = cache.uses(svc, self.observed(record))
-        want = desired_one(svc, key[0], key[1], route, current, self.settings.loader_image)
+        want = desired_one(svc, key[0], key[1], route, current, self.rendering)
         action = plan_restore(key, want, None if event_type == "DELETED" else body)
         if action is None:
             return

@@ -9,7 +9,8 @@ for each would cost ~7x more. A test keeps ``one`` equal to the matching item of
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 from ballast import render
@@ -17,6 +18,7 @@ from ballast.api import Backend, LLMService
 from ballast.controller.plan import key_of
 from ballast.naming import backend_name, routes_name
 from ballast.render.cache import DEFAULT_LOADER_IMAGE, CacheUse
+from ballast.render.network import engine_policy, policy_name
 from ballast.routing import table_for
 
 Obj = dict[str, Any]
@@ -29,14 +31,26 @@ BUILDERS: Final[Mapping[str, Builder]] = {
 }
 
 
+@dataclass(frozen=True)
+class Rendering:
+    """The operator's settings that shape children: the cache loader's image and who may
+    call the engine pods (empty: no NetworkPolicy)."""
+
+    loader_image: str = DEFAULT_LOADER_IMAGE
+    engine_peers: Sequence[Mapping[str, Any]] = ()
+
+
+DEFAULTS: Final = Rendering()
+
+
 def desired_all(
     svc: LLMService,
     route: Mapping[str, bool],
     caches: Mapping[str, CacheUse] | None = None,
-    loader_image: str = DEFAULT_LOADER_IMAGE,
+    rendering: Rendering = DEFAULTS,
 ) -> list[Obj]:
     """Every child of ``svc`` given the route and the backends' cache directories."""
-    return render.objects(svc, route, caches, loader_image)
+    return render.objects(svc, route, caches, rendering.loader_image, rendering.engine_peers)
 
 
 def desired_one(
@@ -45,16 +59,20 @@ def desired_one(
     name: str,
     route: Mapping[str, bool],
     caches: Mapping[str, CacheUse] | None = None,
-    loader_image: str = DEFAULT_LOADER_IMAGE,
+    rendering: Rendering = DEFAULTS,
 ) -> Obj | None:
     """The child ``kind``/``name`` as desired, or None when it should not exist."""
     if kind == "ConfigMap":
         if name != routes_name(svc.name):
             return None
         return render.routes_configmap(svc, table_for(svc, route))
+    if kind == "NetworkPolicy":
+        if name != policy_name(svc.name):
+            return None
+        return engine_policy(svc, rendering.engine_peers)
     builder = BUILDERS.get(kind)
     if builder is None:  # a kind without a builder here (the caches' shared ones): render all
-        every = desired_all(svc, route, caches, loader_image)
+        every = desired_all(svc, route, caches, rendering)
         return next((o for o in every if key_of(o) == (kind, name)), None)
     caches = caches or {}
     for backend in svc.spec.backends:

@@ -4,6 +4,13 @@ A flag wins over its environment variable, which wins over the default. The
 module imports nothing heavy: :mod:`ballast.controller.cli` imports it for every
 ``ballast`` command.
 
+Engine NetworkPolicies: ``BALLAST_ENGINE_POLICY_PEERS`` is a JSON list of
+``networking.k8s.io/v1`` NetworkPolicyPeer objects (the gateway's and the operator's
+pods, and namespaces allowed to call engines directly). When set, every LLMService with
+a self-hosted backend gets a NetworkPolicy admitting only those peers to its engine pods
+(:mod:`ballast.render.network`); unset, none is created (and any Ballast created before is
+deleted as no longer desired). The chart sets it from ``engineNetworkPolicy``.
+
 Probe URLs: in a cluster a self-hosted backend is probed through its Service
 (``http://<svc>-<backend>.<namespace>.svc:<port><path>``). ``BALLAST_PROBE_URL_OVERRIDE``
 (a JSON object) replaces the scheme, host and port of that URL per backend, keyed
@@ -18,7 +25,7 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from ballast import DEFAULT_IMAGE
 
@@ -54,6 +61,8 @@ class Settings:
     deprecated: tuple[str, ...] = ()
     #: Image of the model cache loader (``ballast fetch``): Ballast's own image.
     loader_image: str = DEFAULT_IMAGE
+    #: Who may call engine pods (NetworkPolicyPeer objects); empty: no engine NetworkPolicy.
+    engine_peers: tuple[Mapping[str, Any], ...] = ()
     #: Seconds before a failed loader Job is run again (doubling per failure, at most 1 h).
     loader_retry: float = 60.0
     #: OpenAI base URL of the gateway, written into every LLMService's status.
@@ -104,6 +113,34 @@ def parse_override(text: str | None) -> dict[str, str]:
     ):
         raise SettingsError("BALLAST_PROBE_URL_OVERRIDE: must be an object of strings")
     return {k: v.rstrip("/") for k, v in data.items()}
+
+
+_PEER_FIELDS: Final = frozenset({"namespaceSelector", "podSelector", "ipBlock"})
+
+
+def parse_peers(text: str | None) -> tuple[dict[str, Any], ...]:
+    """``BALLAST_ENGINE_POLICY_PEERS``: a JSON list of NetworkPolicyPeer objects."""
+    name = "BALLAST_ENGINE_POLICY_PEERS"
+    if not text or not text.strip():
+        return ()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SettingsError(f"{name}: not JSON: {e}") from None
+    if not isinstance(data, list) or not data:
+        raise SettingsError(f"{name}: must be a non-empty list of NetworkPolicyPeer objects")
+    for i, peer in enumerate(data):
+        if not isinstance(peer, dict) or not peer:
+            raise SettingsError(f'{name}[{i}]: must be an object, e.g. {{"podSelector": {{}}}}')
+        unknown = sorted(set(peer) - _PEER_FIELDS)
+        if unknown:
+            raise SettingsError(
+                f"{name}[{i}]: unknown field {', '.join(unknown)}; a NetworkPolicyPeer has "
+                f"{', '.join(sorted(_PEER_FIELDS))}"
+            )
+        if not all(isinstance(v, dict) for v in peer.values()):
+            raise SettingsError(f"{name}[{i}]: each of its fields must be an object")
+    return tuple(data)
 
 
 def from_flags(
@@ -170,6 +207,7 @@ def from_flags(
         watch_timeout=int(_number("BALLAST_WATCH_TIMEOUT", env.get("BALLAST_WATCH_TIMEOUT"), 300)),
         log_format=fmt,
         loader_image=env.get("BALLAST_LOADER_IMAGE") or DEFAULT_IMAGE,
+        engine_peers=parse_peers(env.get("BALLAST_ENGINE_POLICY_PEERS")),
         loader_retry=_number(
             "BALLAST_LOADER_RETRY_SECONDS", env.get("BALLAST_LOADER_RETRY_SECONDS"), 60.0
         ),

@@ -2,7 +2,8 @@
 
 One builder per kind, each returning a plain dict (``deployment``, ``service``,
 ``hpa``, ``pdb``, ``routes_configmap``), and :func:`objects`, every child in a
-stable order: the routing ConfigMap first, then for each self-hosted backend in
+stable order: the routing ConfigMap first, the engines' NetworkPolicy (when the
+operator is given its peers, see :mod:`.network`), then for each self-hosted backend in
 spec order its Service, Deployment, HPA (with ``scaling``) and PDB (when it can
 have more than one replica), then the backends' model caches (a claim when Ballast
 creates it and a loader Job, each once per cache key; see :mod:`.cache`). External
@@ -16,7 +17,8 @@ bytes once serialized with sorted keys.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ballast.api import LLMService
 from ballast.render.autoscaling import hpa, metric_spec, pdb
@@ -34,6 +36,7 @@ from ballast.render.meta import (
     object_hash,
     owner_reference,
 )
+from ballast.render.network import engine_policy
 from ballast.render.pod import pod_template
 from ballast.render.routes import routes_configmap
 from ballast.render.workload import deployment, rollout_strategy, service, uses_accelerator
@@ -45,14 +48,19 @@ def objects(
     health: Mapping[str, bool] | None = None,
     caches: Mapping[str, CacheUse] | None = None,
     loader_image: str = DEFAULT_LOADER_IMAGE,
+    engine_peers: Sequence[Mapping[str, Any]] = (),
 ) -> list[Obj]:
     """Every child of ``svc``; ``health=None`` means no backend is healthy yet.
 
     ``caches``: backend name -> the cache directory its pods mount and whether it is
     filled; a cached backend missing from it is held at 0 replicas (its cache is filling).
+    ``engine_peers``: who may call the engine pods; empty renders no NetworkPolicy.
     """
     caches = caches or {}
     out = [routes_configmap(svc, table_for(svc, health or {}))]
+    policy = engine_policy(svc, engine_peers)
+    if policy is not None:
+        out.append(policy)  # before any pod exists: no window in which engines are open
     loaders: dict[str, Obj] = {}
     for backend in svc.spec.backends:
         if backend.external:
@@ -74,6 +82,7 @@ __all__ = [
     "cache_objects",
     "claim",
     "deployment",
+    "engine_policy",
     "hpa",
     "loader_job",
     "metric_spec",

@@ -34,6 +34,8 @@ from tests.controller.conftest import Cluster, emulated  # noqa: E402
 from tests.controller.harness import by_operator  # noqa: E402
 
 PERIOD = {"periodSeconds": 5, "timeoutSeconds": 2}
+#: Extra BALLAST_* settings for the operator (``--env NAME=VALUE``).
+ENV: dict[str, str] = {}
 
 
 def three_backends(cluster: Cluster, name: str) -> dict[str, Any]:
@@ -135,7 +137,7 @@ def rss_mb(pid: int) -> tuple[float, float]:
 
 
 async def one_service(workdir: Path) -> dict[str, Any]:
-    async with emulated(workdir) as cluster:
+    async with emulated(workdir, env=ENV) as cluster:
         await idle(cluster)  # kopf's start-up discovery and listings are not part of it
         start = len(cluster.api.requests)
         cluster.create(three_backends(cluster, "assistant"))
@@ -160,7 +162,7 @@ async def one_service(workdir: Path) -> dict[str, Any]:
 
 async def many(workdir: Path, count: int, restart_window: float) -> dict[str, Any]:
     """Converge ``count`` services; then restart the operator and watch ``restart_window`` s."""
-    async with emulated(workdir) as cluster:
+    async with emulated(workdir, env=ENV) as cluster:
         names = [f"svc-{i:04d}" for i in range(count)]
         await idle(cluster)
         operator = cluster.operator
@@ -227,7 +229,12 @@ if __name__ == "__main__":
     parser.add_argument("--services", type=int, default=100)
     parser.add_argument("--rss-services", type=int, default=1000)
     parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="NAME=VALUE",
+        help="an operator setting, e.g. BALLAST_RECONCILE_CONCURRENCY=8",
+    )  # fmt: skip
     options = parser.parse_args()
+    ENV.update(item.split("=", 1) for item in options.env)
     out = asyncio.run(main(options))
     print(json.dumps(out, indent=2))
     if options.json:

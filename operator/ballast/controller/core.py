@@ -71,6 +71,11 @@ class Controller:
     def __init__(self, settings: Settings, kube: KubeClient, events: Events) -> None:
         self.settings = settings
         self.rendering = Rendering(settings.loader_image, settings.engine_peers)
+        #: Reconciles that parse, render and apply at once. kopf starts one worker per
+        #: LLMService event, so a burst of 1,000 creates would otherwise hold 1,000 parsed
+        #: specs and rendered children at the same moment; the rest wait here with nothing
+        #: but the body kopf already holds.
+        self.admission = asyncio.Semaphore(settings.reconcile_concurrency)
         self.kube = kube
         self.events = events
         self.metrics = Metrics()
@@ -118,18 +123,19 @@ class Controller:
 
     async def reconcile(self, body: Mapping[str, Any], old: Mapping[str, Any] | None) -> None:
         """Bring children in line with ``body``; a refused apply is recorded, never raised."""
-        entry = entry_from(body)
-        if entry is None:
-            return
-        record = self.record_of(entry)
-        started = time.monotonic()
-        result = "error"
-        try:
-            async with record.lock:
-                result = await self._reconcile(record, entry, old)
-        finally:
-            self.metrics.reconciles.labels(result).inc()
-            self.metrics.reconcile_duration.observe(time.monotonic() - started)
+        async with self.admission:
+            entry = entry_from(body)
+            if entry is None:
+                return
+            record = self.record_of(entry)
+            started = time.monotonic()
+            result = "error"
+            try:
+                async with record.lock:
+                    result = await self._reconcile(record, entry, old)
+            finally:
+                self.metrics.reconciles.labels(result).inc()
+                self.metrics.reconcile_duration.observe(time.monotonic() - started)
 
     async def _reconcile(
         self, record: ServiceRecord, entry: Entry, old: Mapping[str, Any] | None

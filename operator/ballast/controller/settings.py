@@ -31,6 +31,8 @@ from ballast import DEFAULT_IMAGE
 
 DEFAULT_ENDPOINT: Final = "http://ballast-gateway.ballast-system.svc/v1"
 DEFAULT_LEASE: Final = "ballast-operator"
+#: LLMServices reconciled at once (``BALLAST_RECONCILE_CONCURRENCY``); see docs/operations.md.
+DEFAULT_RECONCILE_CONCURRENCY: Final = 16
 
 
 class SettingsError(ValueError):
@@ -67,6 +69,8 @@ class Settings:
     loader_retry: float = 60.0
     #: OpenAI base URL of the gateway, written into every LLMService's status.
     gateway_endpoint: str = DEFAULT_ENDPOINT
+    #: LLMServices parsed, rendered and applied at once; the rest of a burst waits.
+    reconcile_concurrency: int = DEFAULT_RECONCILE_CONCURRENCY
     #: Probes in flight at once, across all backends.
     probe_concurrency: int = 64
     #: Upper bound of one probe's duration (seconds), on top of each backend's timeoutSeconds.
@@ -200,6 +204,16 @@ def from_flags(
         or env.get("BALLAST_GATEWAY_ENDPOINT")
         or DEFAULT_ENDPOINT,
         probe_concurrency=max(1, int(_number("--probe-concurrency", concurrency, 64))),
+        reconcile_concurrency=max(
+            1,
+            int(
+                _number(
+                    "BALLAST_RECONCILE_CONCURRENCY",
+                    env.get("BALLAST_RECONCILE_CONCURRENCY"),
+                    DEFAULT_RECONCILE_CONCURRENCY,
+                )
+            ),
+        ),
         probe_timeout=_number("BALLAST_PROBE_TIMEOUT", env.get("BALLAST_PROBE_TIMEOUT"), 10.0),
         secret_retry=_number("BALLAST_SECRET_RETRY", env.get("BALLAST_SECRET_RETRY"), 15.0),
         retry_max=_number("BALLAST_RETRY_MAX_SECONDS", env.get("BALLAST_RETRY_MAX_SECONDS"), 300.0),

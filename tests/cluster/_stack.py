@@ -17,7 +17,7 @@ import pytest
 from ._llmservices import listable
 from ._operator import AuditedPlane, Fleet, OperatorProcess
 from ._release import CHART, CRD_PATH, Release, helm_for
-from .kubeapi import KubeApi, established
+from .kubeapi import JSON, KubeApi, established
 from .poll import wait_for
 from .procs import free_port
 
@@ -37,17 +37,22 @@ def install_chart(plane: AuditedPlane, k8s_tools: Path, helm_home: Path) -> Rele
     return RELEASE
 
 
+def chart_operator_container(api: KubeApi, release: Release) -> JSON:
+    """The chart's operator container, as the API server stored its Deployment."""
+    deployment = api.get(
+        f"/apis/apps/v1/namespaces/{release.namespace}/deployments/{release.name}-operator"
+    )
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return container  # type: ignore[no-any-return]
+
+
 def chart_operator_args(api: KubeApi, release: Release, health_port: int) -> list[str]:
     """The chart's operator container args, with the ports moved to loopback.
 
     The metrics server is turned off: this tier listens on loopback only.
     """
-    deployment = api.get(
-        f"/apis/apps/v1/namespaces/{release.namespace}/deployments/{release.name}-operator"
-    )
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
     args = []
-    for arg in container["args"]:
+    for arg in chart_operator_container(api, release)["args"]:
         if arg.startswith("--metrics-port="):
             arg = "--metrics-port=0"
         elif arg.startswith("--liveness="):
@@ -59,11 +64,8 @@ def chart_operator_args(api: KubeApi, release: Release, health_port: int) -> lis
 
 def chart_operator_env(api: KubeApi, release: Release) -> dict[str, str]:
     """The chart's operator container environment (plain values; not the downward API's)."""
-    deployment = api.get(
-        f"/apis/apps/v1/namespaces/{release.namespace}/deployments/{release.name}-operator"
-    )
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    return {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+    env = chart_operator_container(api, release).get("env", [])
+    return {e["name"]: e["value"] for e in env if "value" in e}
 
 
 def operator_process(

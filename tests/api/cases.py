@@ -136,6 +136,7 @@ def _invalid() -> list[Case]:
     cached = {"size": "20Gi"}
     llama = backend("llamacpp")
     mine = {"name": "mine", "persistentVolumeClaim": {"claimName": "x"}}
+    zero = {"minReplicas": 0, "maxReplicas": 2}
     return [
         *_invalid_cache(b0, cached, llama, mine),
         Case("no-backends", llmservice_obj(*[]) | {"spec": {"backends": []}}, "spec.backends"),
@@ -199,6 +200,52 @@ def _invalid() -> list[Case]:
             "scaling-and-replicas",
             llmservice_obj(vllm(replicas=2, scaling={"maxReplicas": 3})),
             f"{b0}.replicas",
+        ),
+        Case(
+            "hold-without-zero",
+            llmservice_obj(vllm(scaling={"maxReplicas": 3}, hold={"maxPending": 5})),
+            f"{b0}.hold",
+        ),
+        Case("hold-on-fixed-replicas", llmservice_obj(vllm(hold={})), f"{b0}.hold"),
+        Case(
+            "hold-timeout-over-600",
+            llmservice_obj(vllm(scaling=zero, hold={"timeoutSeconds": 601})),
+            f"{b0}.hold.timeoutSeconds",
+        ),
+        Case(
+            "hold-max-pending-zero",
+            llmservice_obj(vllm(scaling=zero, hold={"maxPending": 0})),
+            f"{b0}.hold.maxPending",
+        ),
+        Case(
+            "idle-after-too-short",
+            llmservice_obj(vllm(scaling={**zero, "idleAfterSeconds": 1})),
+            f"{b0}.scaling.idleAfterSeconds",
+        ),
+        Case(
+            "standby-scales-to-zero",
+            llmservice_obj(external(priority=0), vllm(priority=1, scaling=zero, standby={})),
+            "spec.backends[1].standby",
+        ),
+        Case(
+            "standby-without-tier-above",
+            llmservice_obj(vllm(standby={}), external(priority=0)),
+            "spec.backends",
+        ),
+        Case(
+            "standby-zero-replicas",
+            llmservice_obj(external(priority=0), vllm(priority=1, replicas=0, standby={})),
+            "spec.backends[1].replicas",
+        ),
+        Case(
+            "standby-unknown-mode",
+            llmservice_obj(external(priority=0), vllm(priority=1, standby={"mode": "warm"})),
+            "spec.backends[1].standby.mode",
+        ),
+        Case(
+            "standby-on-external",
+            llmservice_obj(vllm(), external(priority=1, standby={})),
+            "spec.backends[1].standby",
         ),
         Case(
             "scaling-without-max",
@@ -408,6 +455,36 @@ def _valid() -> list[Case]:
             ),
         ),
         Case("single-vllm", llmservice_obj(vllm())),
+        Case(
+            "scale-to-zero",
+            llmservice_obj(
+                vllm(
+                    scaling={"minReplicas": 0, "maxReplicas": 4, "idleAfterSeconds": 300},
+                    hold={"maxPending": 20, "timeoutSeconds": 120},
+                )
+            ),
+        ),
+        Case(
+            "scale-to-zero-defaults",
+            llmservice_obj(vllm(scaling={"minReplicas": 0, "maxReplicas": 1})),
+        ),
+        Case(
+            "cold-standby",
+            llmservice_obj(
+                external(priority=0),
+                external("other", priority=1),
+                vllm(
+                    priority=2,
+                    scaling={"minReplicas": 1, "maxReplicas": 2},
+                    standby={"mode": "cold", "activateAfterSeconds": 10, "cooldownSeconds": 60},
+                    hold={"maxPending": 50},
+                ),
+            ),
+        ),
+        Case(
+            "cold-standby-fixed-replicas",
+            llmservice_obj(external(priority=0), vllm(priority=1, replicas=2, standby={})),
+        ),
         Case(
             "external-only",
             llmservice_obj(external(priority=0, apiKeySecretRef={"name": "k", "key": "v"})),

@@ -29,6 +29,8 @@ POD_FIELDS: tuple[str, ...] = (
     "runtimeClassName",
     "replicas",
     "scaling",
+    "hold",
+    "standby",
     "cache",
     "volumes",
     "volumeMounts",
@@ -68,6 +70,19 @@ def _external(b: Mapping[str, Any]) -> bool:
 def _unique_names(spec: Mapping[str, Any]) -> bool:
     names = [b.get("name") for b in spec.get("backends", [])]
     return len(names) == len(set(names))
+
+
+def _to_zero(b: Mapping[str, Any]) -> bool:
+    scaling = b.get("scaling")
+    return isinstance(scaling, Mapping) and int(scaling.get("minReplicas", 1)) == 0
+
+
+def _standby_below(spec: Mapping[str, Any]) -> bool:
+    backends: Sequence[Mapping[str, Any]] = spec.get("backends", [])
+    prios = [int(b.get("priority", 0)) for b in backends]
+    return all(
+        "standby" not in b or any(p < int(b.get("priority", 0)) for p in prios) for b in backends
+    )
 
 
 def _every_tier_weighted(spec: Mapping[str, Any]) -> bool:
@@ -144,6 +159,56 @@ RULES: tuple[Rule, ...] = (
         field=".replicas",
         check=lambda b: not ("scaling" in b and "replicas" in b),
         reason="ReplicasWithScaling",
+    ),
+    Rule(
+        scope="backend",
+        cel=(
+            "!has(self.hold) || has(self.standby) || (has(self.scaling) && "
+            "has(self.scaling.minReplicas) && self.scaling.minReplicas == 0)"
+        ),
+        message=(
+            "hold applies to a backend that can be at 0 replicas: set scaling.minReplicas: 0 "
+            "or standby"
+        ),
+        field=".hold",
+        check=lambda b: "hold" not in b or "standby" in b or _to_zero(b),
+        reason="HoldWithoutZero",
+    ),
+    Rule(
+        scope="backend",
+        cel=(
+            "!has(self.standby) || !has(self.scaling) || !has(self.scaling.minReplicas) || "
+            "self.scaling.minReplicas > 0"
+        ),
+        message=(
+            "a standby comes up when the tiers above fail, not on demand: use standby or "
+            "scaling.minReplicas: 0, not both"
+        ),
+        field=".standby",
+        check=lambda b: "standby" not in b or not _to_zero(b),
+        reason="StandbyScalesToZero",
+    ),
+    Rule(
+        scope="backend",
+        cel="!has(self.standby) || !has(self.replicas) || self.replicas > 0",
+        message="a standby needs replicas above 0 to come up to",
+        field=".replicas",
+        check=lambda b: "standby" not in b or int(b.get("replicas", 1)) > 0,
+        reason="StandbyWithoutReplicas",
+    ),
+    Rule(
+        scope="spec",
+        cel=(
+            "self.backends.all(b, !has(b.standby) || self.backends.exists(c, "
+            "c.priority < b.priority))"
+        ),
+        message=(
+            "a standby backend needs a tier above it (a backend with a lower priority) to "
+            "stand by for"
+        ),
+        field=".backends",
+        check=_standby_below,
+        reason="StandbyWithoutTierAbove",
     ),
     Rule(
         scope="scaling",

@@ -63,6 +63,14 @@ class WhenAllUnhealthy(StrEnum):
 QuantityString = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
+#: ``scaling.idleAfterSeconds`` when unset.
+DEFAULT_IDLE_AFTER_SECONDS = 900
+#: ``hold.maxPending`` when unset, per gateway replica.
+DEFAULT_HOLD_MAX_PENDING = 100
+#: The longest a request may be held (and ``hold.timeoutSeconds``' bound).
+MAX_HOLD_SECONDS = 600
+
+
 class Metric(RuledModel):
     """One autoscaling signal: a shorthand (cpu, memory, pods) or a raw autoscaling/v2 MetricSpec."""
 
@@ -98,8 +106,13 @@ class Scaling(RuledModel):
 
     rule_scope: ClassVar[Scope] = "scaling"
 
-    min_replicas: Annotated[int, Field(ge=1, le=1000)] = Field(
-        default=1, description="Lowest replica count the autoscaler may choose."
+    min_replicas: Annotated[int, Field(ge=0, le=1000)] = Field(
+        default=1,
+        description=(
+            "Lowest replica count the autoscaler may choose. 0 scales the backend to zero "
+            "after idleAfterSeconds without requests; the next request is held (see hold) "
+            "while the controller brings one pod up."
+        ),
     )
     max_replicas: Annotated[int, Field(ge=1, le=1000)] = Field(
         description="Highest replica count the autoscaler may choose."
@@ -113,6 +126,70 @@ class Scaling(RuledModel):
     behavior: PassThrough | None = Field(
         default=None,
         description="autoscaling/v2 HorizontalPodAutoscalerBehavior, passed through to the HPA.",
+    )
+    idle_after_seconds: Annotated[int, Field(ge=10, le=604800)] = Field(
+        default=DEFAULT_IDLE_AFTER_SECONDS,
+        description=(
+            "With minReplicas 0: seconds with no request in flight or held in any gateway "
+            "before the backend goes back to 0 replicas."
+        ),
+    )
+
+    @property
+    def to_zero(self) -> bool:
+        """The backend goes to 0 replicas when idle and comes back on demand."""
+        return self.min_replicas == 0
+
+    @property
+    def floor(self) -> int:
+        """The HPA's minReplicas: at least 1 (an HPA cannot scale a target from 0)."""
+        return max(1, self.min_replicas)
+
+
+class Hold(ApiModel):
+    """Requests that wait in each gateway while a backend at 0 (or a warming standby) starts."""
+
+    max_pending: Annotated[int, Field(ge=1, le=100000)] = Field(
+        default=DEFAULT_HOLD_MAX_PENDING,
+        description=(
+            "Requests each gateway replica holds for this backend at once; more get 503 with "
+            "Retry-After at once."
+        ),
+    )
+    timeout_seconds: Annotated[int, Field(ge=1, le=MAX_HOLD_SECONDS)] | None = Field(
+        default=None,
+        description=(
+            "Seconds a held request waits for a ready pod before it gets 504. Defaults to "
+            "health.startupTimeoutSeconds, at most 600."
+        ),
+    )
+
+
+class StandbyMode(StrEnum):
+    """How a standby backend waits."""
+
+    COLD = "cold"  #: at 0 replicas, out of the route
+
+
+class Standby(ApiModel):
+    """A fallback tier that costs nothing until the tiers above it fail."""
+
+    mode: StandbyMode = Field(
+        default=StandbyMode.COLD,
+        description="cold: 0 replicas and out of the route until the tiers above fail.",
+    )
+    activate_after_seconds: Annotated[int, Field(ge=0, le=86400)] = Field(
+        default=30,
+        description=(
+            "Seconds every backend of the tiers above must be out of the route or have its "
+            "circuit open before this backend is scaled up."
+        ),
+    )
+    cooldown_seconds: Annotated[int, Field(ge=0, le=604800)] = Field(
+        default=600,
+        description=(
+            "Seconds the tiers above must be healthy again before this backend goes back to 0."
+        ),
     )
 
 
@@ -220,6 +297,20 @@ class Backend(RuledModel):
     health: Health | None = Field(
         default=None, description="Health checking; unset fields come from the engine."
     )
+    hold: Hold | None = Field(
+        default=None,
+        description=(
+            "Bounds on requests held while the backend is at 0 (scaling.minReplicas 0) or a "
+            "standby warms up. Unset: the defaults."
+        ),
+    )
+    standby: Standby | None = Field(
+        default=None,
+        description=(
+            "Keep this backend at 0 replicas and out of the route until every backend of the "
+            "tiers above fails (cold standby)."
+        ),
+    )
     cache: Cache | None = Field(
         default=None,
         description=(
@@ -240,6 +331,32 @@ class Backend(RuledModel):
     def external(self) -> bool:
         """True for an external API (no pods, only a route)."""
         return not self.engine.self_hosted
+
+    @property
+    def to_zero(self) -> bool:
+        """Scales to zero when idle and back up on demand (``scaling.minReplicas: 0``)."""
+        return self.scaling is not None and self.scaling.to_zero
+
+    @property
+    def holds(self) -> bool:
+        """Requests may be held for it: it can be at 0 and come up (to zero, or standby)."""
+        return not self.external and (self.to_zero or self.standby is not None)
+
+    @property
+    def hold_limits(self) -> tuple[int, int]:
+        """(maxPending, timeoutSeconds) with the defaults filled in."""
+        hold = self.hold if self.hold is not None else Hold()
+        if hold.timeout_seconds is not None:
+            return hold.max_pending, hold.timeout_seconds
+        startup = (self.health or Health()).startup_timeout_seconds
+        return hold.max_pending, min(startup, MAX_HOLD_SECONDS)
+
+    @property
+    def up_replicas(self) -> int:
+        """Replicas the controller sets when it brings the backend up from 0."""
+        if self.scaling is not None:
+            return self.scaling.floor
+        return 1 if not self.replicas else self.replicas
 
     @property
     def max_replicas(self) -> int:

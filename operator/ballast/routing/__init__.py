@@ -6,11 +6,13 @@ from ballast.routing.table import (
     SERVICE_PORT_NAME,
     CredentialRef,
     RouteBackend,
+    RouteHold,
     RouteLoadBalancing,
     RoutingTable,
     SecretRef,
     ServiceRef,
     Source,
+    holds,
     table_for,
 )
 
@@ -19,12 +21,14 @@ __all__ = [
     "SERVICE_PORT_NAME",
     "CredentialRef",
     "RouteBackend",
+    "RouteHold",
     "RouteLoadBalancing",
     "RoutesError",
     "RoutingTable",
     "SecretRef",
     "ServiceRef",
     "Source",
+    "holds",
     "parse_tables",
     "table_for",
 ]

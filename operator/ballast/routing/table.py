@@ -13,7 +13,7 @@ older gateway.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -83,6 +83,18 @@ class ServiceRef(RouteModel):
     port_name: str = SERVICE_PORT_NAME
 
 
+class RouteHold(RouteModel):
+    """How requests wait for a backend that is at 0 replicas or warming up.
+
+    The gateway holds a request here only when no other backend of the table can serve
+    it, in a FIFO of at most ``max_pending`` per gateway replica, for ``timeout_seconds``
+    at most, and sends it the moment a pod of the backend is ready.
+    """
+
+    max_pending: int
+    timeout_seconds: int
+
+
 class RouteBackend(RouteModel):
     """One backend as the gateway sees it."""
 
@@ -99,6 +111,9 @@ class RouteBackend(RouteModel):
     credentials: CredentialRef | None = None
     #: Self-hosted backends: where the pods are listed (absent for external APIs).
     service: ServiceRef | None = None
+    #: Present when the backend can be at 0 replicas and come up (scale to zero, a warming
+    #: standby): requests nothing else can serve wait for its pods, and count as demand.
+    hold: RouteHold | None = None
 
 
 class Source(RouteModel):
@@ -207,9 +222,25 @@ def _backend_url(svc: LLMService, name: str, engine: Engine) -> str:
     )
 
 
-def table_for(svc: LLMService, health: Mapping[str, bool]) -> RoutingTable:
-    """The routing table of ``svc`` given each backend's health (missing means unhealthy)."""
+def holds(svc: LLMService, standby_up: Collection[str] = ()) -> dict[str, RouteHold]:
+    """The hold of every backend requests may wait for: those that scale to zero, and the
+    standbys in ``standby_up`` (warming or active; a cold standby is woken by the tiers
+    above failing, not by demand)."""
+    out = {}
+    for b in svc.spec.backends:
+        if b.to_zero or (b.standby is not None and b.name in standby_up):
+            pending, timeout = b.hold_limits
+            out[b.name] = RouteHold(max_pending=pending, timeout_seconds=timeout)
+    return out
+
+
+def table_for(
+    svc: LLMService, health: Mapping[str, bool], standby_up: Collection[str] = ()
+) -> RoutingTable:
+    """The routing table of ``svc`` given each backend's health (missing means unhealthy)
+    and which standby backends are up or coming up (see :func:`holds`)."""
     backends = []
+    held = holds(svc, standby_up)
     for b in svc.spec.backends:
         creds = None
         if b.api_key_secret_ref is not None:
@@ -232,6 +263,7 @@ def table_for(svc: LLMService, health: Mapping[str, bool]) -> RoutingTable:
                 service=None
                 if b.external
                 else ServiceRef(namespace=svc.namespace, name=backend_name(svc.name, b.name)),
+                hold=held.get(b.name),
             )
         )
     lb = svc.spec.load_balancing

@@ -6,8 +6,8 @@ can run several gateways in one process. One upstream client is shared by all re
 pooled keep-alive connections, bodies passed through byte for byte (no decompression),
 see :mod:`ballast.gateway.h1`. Lifecycle (client, Kubernetes client, table source task)
 runs in a cleanup context, so shutdown first drains in-flight requests, then closes
-them. ``/metrics`` is served by a separate app (:func:`metrics_app`) on a port of its own,
-never on the API port. With client authentication, ``/v1/*`` needs a key (see
+them. ``/metrics`` and the demand report (``/internal/demand``, read by the operator) are
+served by a separate app (:func:`metrics_app`) on a port of its own, never on the API port. With client authentication, ``/v1/*`` needs a key (see
 :mod:`~ballast.gateway.keys`); ``/healthz`` and ``/readyz`` never do. Every answer's
 ``Server`` header is ``ballast``, without versions, and every answer carries the request's
 ``X-Request-Id`` (see :mod:`~ballast.gateway.access`). Start apps with
@@ -34,15 +34,18 @@ from ballast.gateway.balancer import Balancer
 from ballast.gateway.breaker import BreakerBoard, Clock
 from ballast.gateway.config import GatewayConfig
 from ballast.gateway.credentials import Credentials
+from ballast.gateway.demand import DemandBoard
 from ballast.gateway.endpoints import Endpoints, SliceWatcher
 from ballast.gateway.h1 import Pool
+from ballast.gateway.hold import Holds
 from ballast.gateway.keys import ClientKey, Denial, KeyRing, KeyWatcher
 from ballast.gateway.kube import KubeApi
 from ballast.gateway.metrics import Metrics
-from ballast.gateway.proxy import REQUEST_ID, Proxy
+from ballast.gateway.proxy import COLD_START, REQUEST_ID, Proxy
 from ballast.gateway.snapshot import FORWARDED_PATHS, Snapshot, TableStore
 from ballast.gateway.sources import TableSource
 from ballast.gateway.upstream import UpstreamClient, UpstreamResponse
+from ballast.routing.demand import DEMAND_PATH
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,10 @@ class Gateway:
     endpoints: Endpoints | None = None
     #: Client keys; None when client authentication is off.
     keys: KeyRing | None = None
+    #: Demand per backend for the operator's report (held, in flight, requests).
+    demand: DemandBoard = field(default_factory=DemandBoard)
+    #: Requests held for backends at zero.
+    holds: Holds | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def upstream(self) -> UpstreamClient:
@@ -84,13 +91,17 @@ def create_app(
     endpoints: Endpoints | None = None,
     slices: SliceWatcher | None = None,
     keys: KeyRing | None = None,
+    name: str | None = None,
 ) -> web.Application:
     """A gateway app serving the tables ``tables`` provides (nothing runs until started).
 
     Pods are chosen from ``endpoints`` (kept current by ``slices`` when given, which then
     runs with the app); without it every backend is reached through its table URL. With
     ``config.auth_namespace`` set, clients need a key: from ``keys`` when given (tests),
-    else from that namespace's key Secrets, watched through ``kube``.
+    else from that namespace's key Secrets, watched through ``kube``. ``name`` is the
+    gateway's name in its demand report (default: ``$POD_NAME``, ``$HOSTNAME``, the host
+    name). Requests wait for backends at zero only with ``endpoints`` (the slice events
+    release them); ``config.hold_keepalive_seconds`` paces a held stream's keep-alives.
     """
     if config.auth_namespace is not None and keys is None:
         if kube is None:
@@ -106,7 +117,12 @@ def create_app(
         on_error=lambda _message: metrics.reload_errors.inc(),
     )
     creds = credentials or Credentials(kube, ttl=config.secret_ttl)
-    gw = Gateway(config, store, board, metrics, creds, endpoints=endpoints, keys=keys)
+    demand = DemandBoard(name)
+    holds = Holds(endpoints, metrics)
+    gw = Gateway(
+        config, store, board, metrics, creds, endpoints=endpoints, keys=keys, demand=demand,
+        holds=holds,
+    )  # fmt: skip
     if keys is not None:
         ring = keys
         metrics.client_keys.set_function(lambda: len(ring))
@@ -123,6 +139,9 @@ def create_app(
         body_timeout=config.body_timeout,
         keys=keys,
         access=AccessLog(config.access_log, config.access_log_sample),
+        holds=holds,
+        demand=demand,
+        hold_keepalive=config.hold_keepalive_seconds,
     )
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=[_openai_errors])
     app[GATEWAY] = gw
@@ -148,9 +167,10 @@ def create_app(
 
 
 def metrics_app(gw: Gateway) -> web.Application:
-    """The metrics listener's app: ``GET /metrics`` and nothing else."""
+    """The metrics listener's app: ``GET /metrics`` and the demand report."""
     app = web.Application()
     app.router.add_get("/metrics", _metrics_of(gw))
+    app.router.add_get(DEMAND_PATH, _demand_of(gw))
     app.on_response_prepare.append(_server_header)
     return app
 
@@ -267,6 +287,8 @@ async def _default_headers(request: web.Request, response: web.StreamResponse) -
     if errors.BACKEND_HEADER not in response.headers:
         response.headers[errors.BACKEND_HEADER] = errors.NO_BACKEND
         response.headers[errors.ATTEMPTS_HEADER] = "0"
+    if request.get(COLD_START):
+        response.headers[errors.COLD_START_HEADER] = "true"
     response.headers["Server"] = "ballast"
 
 
@@ -347,3 +369,11 @@ def _metrics_of(gw: Gateway) -> Callable[[web.Request], Awaitable[web.Response]]
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     return metrics
+
+
+def _demand_of(gw: Gateway) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def demand(request: web.Request) -> web.Response:
+        report = gw.demand.report(gw.store.current.routes, gw.board)
+        return web.json_response(report.to_json())
+
+    return demand

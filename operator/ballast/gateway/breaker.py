@@ -125,6 +125,11 @@ class BreakerBoard:
         breaker = self._breakers.get((model, backend))
         return breaker is None or breaker.allows()
 
+    def is_open(self, model: str, backend: str) -> bool:
+        """Whether the backend's circuit is open or half-open (False for one never seen)."""
+        breaker = self._breakers.get((model, backend))
+        return breaker is not None and breaker.is_open
+
     def get(self, model: str, backend: str) -> CircuitBreaker:
         """The breaker of a backend (created closed with defaults if unknown)."""
         breaker = self._breakers.get((model, backend))

@@ -154,6 +154,13 @@ def _guard_arguments(parser: argparse.ArgumentParser) -> None:
         default=_env("MAX_CONNECTIONS", "4096"),
         help="client connections served at a time; more get 503 [%(default)s]",
     )
+    add(
+        "--hold-keepalive-seconds",
+        type=float,
+        default=_env("HOLD_KEEPALIVE_SECONDS", "10"),
+        help="a streaming request held for a backend at zero gets an SSE keep-alive comment "
+        "this often once it has waited this long [%(default)s]",
+    )
 
 
 def _new_loop(choice: str) -> asyncio.AbstractEventLoop:
@@ -174,6 +181,10 @@ def main(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.access_log_sample <= 1.0:
         print(f"error: --access-log-sample: a fraction from 0 to 1, not {args.access_log_sample}",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_UNUSABLE
+    if not args.hold_keepalive_seconds > 0:
+        print(f"error: --hold-keepalive-seconds: more than 0, not {args.hold_keepalive_seconds}",
               file=sys.stderr)  # fmt: skip
         return EXIT_UNUSABLE
     access.configure(args.log_level, args.log_format)
@@ -197,6 +208,7 @@ def main(args: argparse.Namespace) -> int:
         max_connections=args.max_connections,
         access_log=args.access_log,
         access_log_sample=args.access_log_sample,
+        hold_keepalive_seconds=args.hold_keepalive_seconds,
     )
     try:
         source, kube = _source(config)

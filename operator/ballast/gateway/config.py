@@ -49,3 +49,6 @@ class GatewayConfig:
     access_log: str = "all"
     #: Fraction of the successful requests' lines kept (failed ones are always written).
     access_log_sample: float = 1.0
+    #: A held streaming request waiting longer than this gets a 200 event stream with an
+    #: SSE comment (``: keep-alive``) every this many seconds until it is sent.
+    hold_keepalive_seconds: float = 10.0

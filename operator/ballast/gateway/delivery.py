@@ -13,6 +13,11 @@ On the way every successful JSON answer and every event of a stream is read by
 :mod:`~ballast.gateway.answers`: ``model`` becomes the served name the client asked for
 (the upstream's own name goes in ``x-ballast-upstream-model``), and usage and the first
 token are noted in ``finish.reading``.
+
+A held streaming request may have had its answer committed already (a ``200``
+``text/event-stream`` carrying keep-alive comments while it waited): :func:`deliver_into`
+then writes the upstream's events into that response, and an upstream error answer
+becomes one SSE error event (its own ``{"error": ...}`` body when it has one).
 """
 
 from __future__ import annotations
@@ -91,6 +96,61 @@ async def deliver(request: web.Request, answer: Answer, finish: Finish) -> web.S
         await _end_broken(request, out, answer.is_sse)
     finish.done(status, outcome if outcome != "ok" else outcome_of(status))
     return out
+
+
+async def deliver_into(
+    request: web.Request, out: web.StreamResponse, answer: Answer, finish: Finish
+) -> web.StreamResponse:
+    """Send ``answer`` into ``out``, an event stream already sent to the client."""
+    upstream = answer.response
+    status = upstream.status
+    if not (answer.is_sse and status < 300 and answer.body is None):
+        upstream.close()  # nothing more of it is read
+        event = error_event(status, answer.body)
+        outcome = outcome_of(status) if status >= 300 else "bad_gateway"
+        await end_stream(request, out, event)
+        finish.done(status, outcome)
+        return out
+    events = EventStream(finish.reading, time.perf_counter)
+    outcome = "client_closed"
+    try:
+        if first := events.feed(answer.first):
+            await out.write(first)
+        outcome = await _pump(upstream, out, events)
+    except ConnectionError:
+        pass
+    except asyncio.CancelledError:
+        upstream.close()
+        finish.done(status, "client_closed")
+        raise
+    finally:
+        if outcome == "ok":
+            upstream.release()
+        else:
+            upstream.close()
+    if outcome == "broken":
+        await _end_broken(request, out, True)
+    finish.done(status, outcome if outcome != "ok" else outcome_of(status))
+    return out
+
+
+def error_event(status: int, body: bytes | None) -> bytes:
+    """An upstream answer that is no event stream, as an SSE error event."""
+    if body is not None and body.lstrip().startswith(b"{") and b'"error"' in body:
+        return b"data: " + b" ".join(body.splitlines()) + b"\n\n"
+    if status >= 300:
+        return errors.sse_error_event(f"the backend answered HTTP {status}", "upstream_error")
+    return errors.sse_error_event("the backend's answer was not an event stream", "bad_gateway")
+
+
+async def end_stream(request: web.Request, out: web.StreamResponse, event: bytes) -> None:
+    """End an event stream the client already has with ``event`` (an SSE error event)."""
+    try:
+        await out.write(event)
+        await out.write_eof()
+    except ConnectionError:
+        if request.transport is not None:
+            request.transport.abort()
 
 
 async def _pump(

@@ -7,6 +7,9 @@ the gateway must use the Service URL instead: slices could not be read in that n
 A ready endpoint (``conditions.ready`` true or unset, not ``terminating``) takes new
 requests; a not-ready or terminating one takes none, while requests already sent to it
 finish on their own connections. An endpoint listed in several slices counts once.
+Listeners (:meth:`Endpoints.subscribe`) hear of every change as it is applied, with the
+Service it touched (None: any Service), so requests held for a backend at zero
+(:mod:`~ballast.gateway.hold`) are sent the moment a pod is ready, without polling.
 :class:`Pod` objects are kept per address while the address stays listed, so their
 in-flight counts and ejections survive slice updates.
 
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +39,8 @@ SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 SELECTOR = f"{SERVICE_NAME_LABEL},{BACKEND_LABEL}"
 
 ServiceKey = tuple[str, str]
+#: Called after a change with the (namespace, Service) it touched; None: possibly any.
+Listener = Callable[[ServiceKey | None], None]
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,15 @@ class Endpoints:
         self._slices: dict[ServiceKey, dict[str, Slice]] = {}
         self._sets: dict[tuple[str, str, str], PodSet | None] = {}
         self._known: dict[tuple[str, str, str], dict[str, Pod]] = {}
+        self._listeners: list[Listener] = []
+
+    def subscribe(self, listener: Listener) -> None:
+        """Hear of every change of the slices (or of their readability), once applied."""
+        self._listeners.append(listener)
+
+    def _changed(self, service: ServiceKey | None) -> None:
+        for listener in self._listeners:
+            listener(service)
 
     def readable(self, namespace: str) -> bool:
         return bool(self._readable.get(namespace) or self._readable.get(None))
@@ -107,22 +121,29 @@ class Endpoints:
         if self._readable.get(scope) != readable:
             self._readable[scope] = readable
             self._sets.clear()
+            self._changed(None)
 
     def reset(self, scope: str | None, items: Sequence[dict[str, Any]]) -> None:
         """Replace every slice in ``scope`` with ``items`` (a fresh list)."""
         for service in [s for s in self._slices if scope is None or s[0] == scope]:
             del self._slices[service]
         for obj in items:
-            self.apply("ADDED", obj)
+            self._store("ADDED", obj)
         self._sets.clear()
+        self._changed(None)
 
     def apply(self, kind: str, obj: dict[str, Any]) -> None:
         """One watch event (ADDED, MODIFIED, DELETED) of a slice."""
+        service = self._store(kind, obj)
+        if service is not None:
+            self._changed(service)
+
+    def _store(self, kind: str, obj: dict[str, Any]) -> ServiceKey | None:
         parsed = parse_slice(obj)
         meta = obj.get("metadata") or {}
         name = str(meta.get("name", ""))
         if parsed is None:
-            return
+            return None
         slices = self._slices.setdefault(parsed.service, {})
         if kind == "DELETED":
             slices.pop(name, None)
@@ -130,6 +151,7 @@ class Endpoints:
             slices[name] = parsed
         for key in [k for k in self._sets if (k[0], k[1]) == parsed.service]:
             del self._sets[key]
+        return parsed.service
 
     def rows(self) -> Iterator[tuple[str, str, str, int, int]]:
         """(namespace, service, pod, requests, in flight) of every pod listed now (pod sets

@@ -4,7 +4,8 @@ Every error the gateway itself produces has the body
 ``{"error": {"message", "type", "param", "code"}}`` so OpenAI clients surface it. The
 statuses: 400 malformed JSON or missing ``model``, 404 unknown model, 413 body over the
 limit, 415 a content type that is not JSON, 503 no backend available (none eligible, or
-none reachable), 502 an upstream answer that broke off, 504 every attempt timed out.
+none reachable; or a full hold queue), 502 an upstream answer that broke off, 504 every
+attempt timed out (or a held request's backend had no ready pod in time).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from aiohttp import web
 
 BACKEND_HEADER: Final = "x-ballast-backend"
 ATTEMPTS_HEADER: Final = "x-ballast-attempts"
+#: ``true`` on every answer to a request that waited for a backend at zero.
+COLD_START_HEADER: Final = "x-ballast-cold-start"
 #: Value of ``x-ballast-backend`` when no backend answered.
 NO_BACKEND: Final = "none"
 

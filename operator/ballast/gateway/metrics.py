@@ -29,6 +29,8 @@ LATENCY_BUCKETS = (
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
 #: Time per output token after the first: fast decode (1 ms) to a crawling one (2.5 s).
 TPOT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5)
+#: How long held requests waited for a backend's first ready pod: up to the 600 s bound.
+HOLD_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 180, 300, 450, 600)
 UNKNOWN_MODEL = "-"
 
 
@@ -134,10 +136,30 @@ class Metrics:
         self.client_keys = Gauge(
             PREFIX + "client_keys", "Client API keys loaded from key Secrets.", registry=r
         )
+        self.held = Gauge(
+            PREFIX + "held_requests",
+            "Requests waiting for a backend at zero (or warming up) to get a ready pod.",
+            ["model", "backend"],
+            registry=r,
+        )
+        self.hold_seconds = Histogram(
+            PREFIX + "hold_seconds",
+            "How long released held requests waited for the backend's first ready pod.",
+            ["model", "backend"],
+            buckets=HOLD_BUCKETS,
+            registry=r,
+        )
+        self.hold_rejections = Counter(
+            PREFIX + "hold_rejections",
+            "Requests not held to the end: full (the backend's hold queue was at maxPending, "
+            "503) or timeout (no ready pod within timeoutSeconds, 504).",
+            ["model", "backend", "reason"],
+            registry=r,
+        )
         #: Labelled children of the per-request metrics, looked up once per label set.
         self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
 
-    def _child(self, metric: Counter | Histogram, *labels: str) -> Any:
+    def _child(self, metric: Counter | Gauge | Histogram, *labels: str) -> Any:
         key = (metric, labels)
         child = self._children.get(key)
         if child is None:
@@ -160,6 +182,18 @@ class Metrics:
     def per_output_token(self, model: str, backend: str, seconds: float) -> None:
         """Observe a stream's time per output token after the first."""
         self._child(self.tpot, model, backend).observe(seconds)
+
+    def holding(self, model: str, backend: str, change: int) -> None:
+        """One more (``change`` 1) or one fewer (-1) request held for ``backend``."""
+        self._child(self.held, model, backend).inc(change)
+
+    def released(self, model: str, backend: str, seconds: float) -> None:
+        """A held request was released after waiting ``seconds``."""
+        self._child(self.hold_seconds, model, backend).observe(seconds)
+
+    def hold_rejected(self, model: str, backend: str, reason: str) -> None:
+        """A request was refused a hold (``full``) or waited in vain (``timeout``)."""
+        self._child(self.hold_rejections, model, backend, reason).inc()
 
     def auth_denied(self, reason: str) -> None:
         self._denials[reason].inc()

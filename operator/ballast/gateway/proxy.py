@@ -13,6 +13,14 @@ is missing or unknown (401); after parsing, when the key may not call the model 
 is over its rate (429 with ``Retry-After``). The key's id (its Secret), never the key, is
 what the log names. A client that disconnects cancels the handler (see
 :mod:`~ballast.gateway.server`): the attempt in progress is closed and no other is made.
+
+A backend with ``hold`` whose slices list no ready pod is skipped without an attempt;
+when no candidate gives an answer, the request waits for the table's first such backend
+(:mod:`~ballast.gateway.hold`) and is then sent to it as usual. A held stream that waits
+longer than the keep-alive interval is committed as a ``200`` event stream with SSE
+comments while it waits; from then on its end, good or bad, is written into that stream.
+Every request and attempt is counted per backend for the demand report
+(:mod:`~ballast.gateway.demand`).
 """
 
 from __future__ import annotations
@@ -21,11 +29,10 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 from aiohttp import web
-from multidict import CIMultiDict
 
 from ballast.gateway import errors
 from ballast.gateway.access import (
@@ -39,8 +46,11 @@ from ballast.gateway.balancer import Balancer, affinity_key
 from ballast.gateway.bodies import BodyError, ParsedBody, parse_body, with_model
 from ballast.gateway.breaker import Admission, BreakerBoard, CircuitBreaker
 from ballast.gateway.credentials import Credentials, CredentialsUnavailable
-from ballast.gateway.delivery import deliver
+from ballast.gateway.delivery import deliver, deliver_into, end_stream, error_event
+from ballast.gateway.demand import Counts, DemandBoard
 from ballast.gateway.failures import FailureKind, counts_against_backend, retryable
+from ballast.gateway.giveup import give_up_response
+from ballast.gateway.hold import Holds, Wait
 from ballast.gateway.intake import IntakeError, check_declared, read_body
 from ballast.gateway.keys import ClientKey, Denial, KeyRing
 from ballast.gateway.metrics import UNKNOWN_MODEL, Metrics
@@ -59,6 +69,11 @@ from ballast.routing import RouteBackend
 log = logging.getLogger(__name__)
 #: Where a request's id is kept on the aiohttp request (for the answer's header).
 REQUEST_ID = web.RequestKey("ballast_request_id", str)
+#: Set on a request that waited for a backend at zero (its answer says so in a header).
+COLD_START = web.RequestKey("ballast_cold_start", bool)
+KEEP_ALIVE = b": keep-alive\n\n"
+#: ``Retry-After`` (seconds) of a request refused because its backend's hold queue is full.
+HOLD_RETRY_AFTER = 5
 
 #: What a visit to one backend ended with, when no answer was sent.
 _NEXT, _STOP = object(), object()
@@ -82,6 +97,8 @@ class Record:
     #: The client key's id (its Secret), for the log; None without authentication.
     client: str | None = None
     reading: Reading | None = None
+    #: Seconds the request was held for a backend at zero (None: never held).
+    held: float | None = None
 
 
 @dataclass
@@ -97,6 +114,10 @@ class Context:
     key: str | None = None
     #: An answer was handed to delivery (which then records how the request ended).
     committed: bool = False
+    #: A held stream's response, sent to the client while it waited (keep-alives).
+    early: web.StreamResponse | None = None
+    #: Backends this request was counted for in the demand report.
+    counted: set[str] = field(default_factory=set)
 
     @property
     def start(self) -> float:
@@ -129,6 +150,9 @@ class Proxy:
         body_timeout: float = 30.0,
         keys: KeyRing | None = None,
         access: AccessLog | None = None,
+        holds: Holds | None = None,
+        demand: DemandBoard | None = None,
+        hold_keepalive: float = 10.0,
     ) -> None:
         self.store, self.board, self.credentials = store, board, credentials
         self.metrics, self.client, self.rng = metrics, client, rng
@@ -136,6 +160,9 @@ class Proxy:
         self.buffer_limit, self.max_body_bytes = buffer_limit, max_body_bytes
         self.body_timeout, self.keys = body_timeout, keys
         self.access = access or AccessLog()
+        self.holds = holds or Holds(None, metrics)
+        self.demand = demand or DemandBoard()
+        self.hold_keepalive = hold_keepalive
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         rid = request_id(request.headers.get(REQUEST_ID_HEADER))
@@ -222,6 +249,8 @@ class Proxy:
             "stream": record.stream,
             "client_key": record.client,
         }
+        if record.held is not None:
+            fields["held_ms"] = round(record.held * 1000, 2)
         if reading is not None:
             if ttft is not None:
                 fields["ttft_ms"] = round(ttft * 1000, 2)
@@ -272,24 +301,134 @@ class Proxy:
         table = ctx.route.table
         failures: list[Failure] = []
         previous: RouteBackend | None = None
+        visited: set[str] = set()
         for backend in ctx.route.router.candidates(self.board, self.rng):
             if ctx.attempts >= table.fallback.max_attempts:
                 break
+            if self.holds.cold(backend):
+                continue  # no ready pod yet: nothing to try (it may be waited for below)
             breaker = self.board.get(table.model, backend.name)
             admission = breaker.admit()
             if admission is Admission.DENIED:
                 continue
-            try:
-                done = await self._visit(ctx, backend, previous, breaker, admission, failures)
-            except BaseException:
-                breaker.abandon(admission)
-                raise
+            visited.add(backend.name)
+            done = await self._admitted(ctx, backend, previous, breaker, admission, failures)
             previous = backend
             if isinstance(done, web.StreamResponse):
                 return done
             if done is _STOP:
-                break
-        return self._give_up(ctx, failures, previous)
+                return await self._give_up(ctx, failures, previous)
+        target = self.holds.target(table)
+        if target is not None and target.name not in visited:
+            return await self._serve_held(ctx, target, previous, failures)
+        return await self._give_up(ctx, failures, previous)
+
+    async def _serve_held(
+        self,
+        ctx: Context,
+        backend: RouteBackend,
+        previous: RouteBackend | None,
+        failures: list[Failure],
+    ) -> web.StreamResponse:
+        """Nothing else answered: wait for ``backend`` (the table's first with ``hold``) to
+        have a ready pod unless it has one, then visit it."""
+        waited = False
+        if self.holds.cold(backend):
+            refused = await self._hold(ctx, backend)
+            if refused is not None:
+                return refused
+            waited = True
+        breaker = self.board.get(ctx.route.table.model, backend.name)
+        admission = breaker.admit()
+        if admission is Admission.DENIED:
+            if not waited:
+                return await self._give_up(ctx, failures, previous)
+            admission = Admission.CLOSED  # a pod just became ready: it gets its chance
+        done = await self._admitted(ctx, backend, previous, breaker, admission, failures)
+        if isinstance(done, web.StreamResponse):
+            return done
+        return await self._give_up(ctx, failures, backend)
+
+    async def _hold(self, ctx: Context, backend: RouteBackend) -> web.StreamResponse | None:
+        """Hold the request for ``backend``'s first ready pod: None once one is there, else
+        the answer given (queue full, timed out, or the client left during a keep-alive)."""
+        table, record = ctx.route.table, ctx.record
+        record.backend = backend.name
+        counts = self.demand.counts(table.source, backend.name)
+        tick = self._keep_alive(ctx, backend) if record.stream else None
+        began = time.perf_counter()
+        try:
+            ended, waited = await self.holds.wait(
+                table.model, backend, counts, joined=lambda: self._count(ctx, backend),
+                tick=tick, interval=self.hold_keepalive,
+            )  # fmt: skip
+        except ConnectionError:  # a keep-alive found the client gone
+            record.held = time.perf_counter() - began
+            self.end(record, 499, "client_closed")
+            return ctx.early
+        if ended is Wait.RELEASED:
+            record.held = waited
+            ctx.request[COLD_START] = True
+            return None
+        hold = backend.hold
+        limit = hold.max_pending if hold is not None else 0
+        if ended is Wait.FULL:
+            response = errors.error_response(
+                503,
+                f"model {table.model}: backend {backend.name} is starting and {limit} "
+                "request(s) already wait for it; retry shortly",
+                type_=errors.SERVER_ERROR, code="hold_queue_full", backend=backend.name,
+            )  # fmt: skip
+            response.headers["Retry-After"] = str(HOLD_RETRY_AFTER)
+            return await self._answer_error(ctx, response, "unavailable")
+        record.held = waited
+        ctx.request[COLD_START] = True
+        response = errors.error_response(
+            504,
+            f"model {table.model}: backend {backend.name} had no ready pod within "
+            f"{hold.timeout_seconds if hold is not None else 0}s",
+            type_=errors.SERVER_ERROR, code="cold_start_timeout", backend=backend.name,
+        )  # fmt: skip
+        return await self._answer_error(ctx, response, "timeout")
+
+    def _keep_alive(self, ctx: Context, backend: RouteBackend) -> Callable[[], Awaitable[None]]:
+        """A held stream's keep-alive: the first commits a 200 event stream to the client."""
+
+        async def tick() -> None:
+            if ctx.early is None:
+                ctx.request[COLD_START] = True
+                out = web.StreamResponse(status=200, headers={
+                    "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                    errors.BACKEND_HEADER: backend.name, errors.ATTEMPTS_HEADER: "0",
+                })  # fmt: skip
+                await out.prepare(ctx.request)
+                ctx.early = out
+            await ctx.early.write(KEEP_ALIVE)
+
+        return tick
+
+    def _count(self, ctx: Context, backend: RouteBackend) -> Counts:
+        """The backend's demand counts, its request counter moved once per request."""
+        counts = self.demand.counts(ctx.route.table.source, backend.name)
+        if backend.name not in ctx.counted:
+            ctx.counted.add(backend.name)
+            counts.requests += 1
+        return counts
+
+    async def _admitted(
+        self,
+        ctx: Context,
+        backend: RouteBackend,
+        previous: RouteBackend | None,
+        breaker: CircuitBreaker,
+        admission: Admission,
+        failures: list[Failure],
+    ) -> web.StreamResponse | object:
+        try:
+            return await self._visit(ctx, backend, previous, breaker, admission, failures)
+        except BaseException:
+            breaker.abandon(admission)
+            raise
 
     async def _visit(
         self,
@@ -325,24 +464,9 @@ class Proxy:
                     self._verdict(breaker, admission, failures[-1])
                     return _NEXT
             self._count_retry(table.model, previous, backend)
-            record = ctx.record
-            record.attempts += 1
-            record.backend = backend.name
-            record.pod = pod.name if pod is not None else None
-            if pod is not None:
-                pod.start()
-            try:
-                outcome = await self._attempt(ctx, backend, pod, auth)
-                if isinstance(outcome, Answer):
-                    breaker.success(admission)
-                    if pod is not None:
-                        pod.succeeded()
-                    finish = Finisher(self, ctx.record, backend.name, breaker)
-                    ctx.committed = True
-                    return await deliver(ctx.request, outcome, finish)
-            finally:
-                if pod is not None:
-                    pod.finish()
+            outcome = await self._send(ctx, backend, pod, auth, breaker, admission)
+            if isinstance(outcome, web.StreamResponse):
+                return outcome
             failures.append(outcome)
             self._failed(ctx, backend, pod, outcome)
             if not retryable(outcome.kind, table.fallback.retry_on):
@@ -353,6 +477,41 @@ class Proxy:
                 return _NEXT
             tried.append(pod)
             previous = backend
+
+    async def _send(
+        self,
+        ctx: Context,
+        backend: RouteBackend,
+        pod: Pod | None,
+        auth: str | None,
+        breaker: CircuitBreaker,
+        admission: Admission,
+    ) -> web.StreamResponse | Failure:
+        """One attempt, counted in flight for the demand report; an answer is delivered."""
+        record = ctx.record
+        record.attempts += 1
+        record.backend = backend.name
+        record.pod = pod.name if pod is not None else None
+        counts = self._count(ctx, backend)
+        counts.in_flight += 1
+        if pod is not None:
+            pod.start()
+        try:
+            outcome = await self._attempt(ctx, backend, pod, auth)
+            if isinstance(outcome, Failure):
+                return outcome
+            breaker.success(admission)
+            if pod is not None:
+                pod.succeeded()
+            finish = Finisher(self, ctx.record, backend.name, breaker)
+            ctx.committed = True
+            if ctx.early is not None:
+                return await deliver_into(ctx.request, ctx.early, outcome, finish)
+            return await deliver(ctx.request, outcome, finish)
+        finally:
+            counts.in_flight -= 1
+            if pod is not None:
+                pod.finish()
 
     def _failed(self, ctx: Context, backend: RouteBackend, pod: Pod | None, f: Failure) -> None:
         where = backend.name if pod is None else f"{backend.name} pod {pod.name} ({pod.address})"
@@ -402,15 +561,27 @@ class Proxy:
         )
         return await attempt(self.client(), url, body, headers, budget, self.buffer_limit)
 
-    def _give_up(
+    async def _give_up(
         self, ctx: Context, failures: list[Failure], last: RouteBackend | None
-    ) -> web.Response:
+    ) -> web.StreamResponse:
         model = ctx.route.table.model
         backend = last.name if last is not None else errors.NO_BACKEND
         response, outcome = give_up_response(model, failures, backend, ctx.attempts)
         ctx.record.backend = backend
+        return await self._answer_error(ctx, response, outcome)
+
+    async def _answer_error(
+        self, ctx: Context, response: web.Response, outcome: str
+    ) -> web.StreamResponse:
+        """End the request with the gateway's error answer ``response``: as it is, or as an
+        SSE error event when a held stream's answer was committed already."""
         self.end(ctx.record, response.status, outcome)
-        return response
+        early = ctx.early
+        if early is None:
+            return response
+        body = response.body if isinstance(response.body, bytes) else None
+        await end_stream(ctx.request, early, error_event(response.status, body))
+        return early
 
 
 class Finisher:
@@ -426,46 +597,3 @@ class Finisher:
         if outcome == "broken":
             self.breaker.failure(Admission.CLOSED)
         self.proxy.end(self.record, status, outcome)
-
-
-_GIVE_UP = {
-    "backend_unavailable": "no backend could be reached",
-    "upstream_timeout": "no backend answered in time",
-    "bad_gateway": "the backend's answer broke off",
-}
-
-
-def give_up_response(
-    model: str, failures: list[Failure], backend: str, attempts: int
-) -> tuple[web.Response, str]:
-    """The answer when no attempt succeeded, and its metrics outcome."""
-    if not failures:
-        return errors.error_response(
-            503,
-            f"no backend of model {model} is available",
-            type_=errors.SERVER_ERROR,
-            code="no_backend_available",
-        ), "unavailable"
-    last = failures[-1]
-    timeouts = (FailureKind.TIMEOUT, FailureKind.GENERATION_TIMEOUT)
-    if all(f.kind in timeouts for f in failures):
-        status, code, outcome = 504, "upstream_timeout", "timeout"
-    elif last.status and last.body is not None:
-        headers = CIMultiDict(last.headers)
-        headers[errors.BACKEND_HEADER] = backend
-        headers[errors.ATTEMPTS_HEADER] = str(attempts)
-        headers["Content-Type"] = last.content_type
-        return web.Response(status=last.status, body=last.body, headers=headers), "upstream_error"
-    elif last.kind is FailureKind.CONNECT_FAILURE:
-        status, code, outcome = 503, "backend_unavailable", "unavailable"
-    elif last.kind in timeouts:
-        status, code, outcome = 504, "upstream_timeout", "timeout"
-    else:
-        status, code, outcome = 502, "bad_gateway", "bad_gateway"
-    # Generic on purpose: the details (addresses, errno, credential references) are in the
-    # gateway's log of each attempt, not for clients.
-    message = f"model {model}: {_GIVE_UP[code]} ({len(failures)} attempt(s))"
-    response = errors.error_response(
-        status, message, type_=errors.SERVER_ERROR, code=code, backend=backend, attempts=attempts
-    )
-    return response, outcome

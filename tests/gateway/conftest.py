@@ -50,9 +50,8 @@ async def gateway(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
 
 
 def async_client(gw: GatewayUnderTest, **kw: Any) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(
-        base_url=gw.base_url, api_key="client-key", max_retries=0, timeout=10, **kw
-    )
+    options: dict[str, Any] = {"max_retries": 0, "timeout": 10} | kw
+    return openai.AsyncOpenAI(base_url=gw.base_url, api_key="client-key", **options)
 
 
 def sync_client(gw: GatewayUnderTest) -> openai.OpenAI:

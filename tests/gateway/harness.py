@@ -14,6 +14,7 @@ from aiohttp import web
 
 from ballast.gateway.app import GATEWAY, Gateway, create_app
 from ballast.gateway.config import GatewayConfig
+from ballast.gateway.endpoints import Endpoints
 from ballast.gateway.keys import KeyRing
 from ballast.gateway.server import Running, start
 from ballast.gateway.sources import FileSource
@@ -47,6 +48,10 @@ class GatewayUnderTest:
         return f"http://127.0.0.1:{self.running.metrics_port}/metrics"
 
     @property
+    def demand_url(self) -> str:
+        return self.metrics_url.removesuffix("/metrics") + "/internal/demand"
+
+    @property
     def base_url(self) -> str:
         return self.url + "/v1"
 
@@ -69,9 +74,12 @@ async def start_gateway(
     *,
     clock: Callable[[], float] = time.monotonic,
     keys: KeyRing | None = None,
+    endpoints: Endpoints | None = None,
+    name: str | None = None,
     **config: Any,
 ) -> GatewayUnderTest:
-    """A gateway as ``ballast gateway`` serves it (same server settings), on ephemeral ports."""
+    """A gateway as ``ballast gateway`` serves it (same server settings), on ephemeral ports;
+    with ``endpoints`` (fed by the test), pods are chosen from them."""
     routes = tmp_path / "routes.json"
     gw = GatewayUnderTest("", routes, None, None)  # type: ignore[arg-type]
     gw.write(tables)
@@ -79,7 +87,14 @@ async def start_gateway(
         host="127.0.0.1", port=0, metrics_port=0, routes_file=routes, poll_interval=0.05
     )
     cfg = replace(base, **config)
-    app = create_app(cfg, FileSource(routes, cfg.poll_interval), clock=clock, keys=keys)
+    app = create_app(
+        cfg,
+        FileSource(routes, cfg.poll_interval),
+        clock=clock,
+        keys=keys,
+        endpoints=endpoints,
+        name=name,
+    )
     running = await start(app, shutdown_timeout=2)
     gw.runner, gw.state, gw.running = running.api, app[GATEWAY], running
     gw.url = f"http://127.0.0.1:{running.port}"

@@ -362,6 +362,9 @@ class Proxy:
                 table.model, backend, counts, joined=lambda: self._count(ctx, backend),
                 tick=tick, interval=self.hold_keepalive,
             )  # fmt: skip
+        except asyncio.CancelledError:  # the client left: its access line says how long
+            record.held = time.perf_counter() - began
+            raise
         except ConnectionError:  # a keep-alive found the client gone
             record.held = time.perf_counter() - began
             self.end(record, 499, "client_closed")

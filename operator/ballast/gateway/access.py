@@ -16,7 +16,8 @@ as ``key=value`` after a readable prefix, for local use.
 when the request ends: ``request_id``, ``path``, ``model``, ``backend``,
 ``pod``, ``attempts``, ``status``, ``outcome``, ``latency_ms``, ``stream``, ``ttft_ms``
 (streams), ``prompt_tokens`` and ``completion_tokens`` (when the answer carried
-``usage``), ``upstream_model``, ``client_key`` (the key's Secret name, never the key). No
+``usage``), ``upstream_model``, ``client_key`` (the key's Secret name, never the key),
+``held_ms`` (requests that waited for a backend at zero: how long). No
 body and no header value is ever logged. ``--access-log`` picks ``all``, ``errors``
 (status ≥ 400 and requests that did not end ``ok``) or ``off``; ``--access-log-sample``
 keeps that fraction of the successful lines (errors are always written).

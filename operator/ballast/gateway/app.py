@@ -32,6 +32,7 @@ from ballast.gateway import errors
 from ballast.gateway.access import REQUEST_ID_HEADER, AccessLog, request_id
 from ballast.gateway.balancer import Balancer
 from ballast.gateway.breaker import BreakerBoard, Clock
+from ballast.gateway.coldstart import COLD_START
 from ballast.gateway.config import GatewayConfig
 from ballast.gateway.credentials import Credentials
 from ballast.gateway.demand import DemandBoard
@@ -41,7 +42,7 @@ from ballast.gateway.hold import Holds
 from ballast.gateway.keys import ClientKey, Denial, KeyRing, KeyWatcher
 from ballast.gateway.kube import KubeApi
 from ballast.gateway.metrics import Metrics
-from ballast.gateway.proxy import COLD_START, REQUEST_ID, Proxy
+from ballast.gateway.proxy import REQUEST_ID, Proxy
 from ballast.gateway.snapshot import FORWARDED_PATHS, Snapshot, TableStore
 from ballast.gateway.sources import TableSource
 from ballast.gateway.upstream import UpstreamClient, UpstreamResponse

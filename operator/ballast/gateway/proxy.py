@@ -29,8 +29,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -45,17 +44,19 @@ from ballast.gateway.answers import Reading
 from ballast.gateway.balancer import Balancer, affinity_key
 from ballast.gateway.bodies import BodyError, ParsedBody, parse_body, with_model
 from ballast.gateway.breaker import Admission, BreakerBoard, CircuitBreaker
+from ballast.gateway.coldstart import ColdStart, answer_error
 from ballast.gateway.credentials import Credentials, CredentialsUnavailable
-from ballast.gateway.delivery import deliver, deliver_into, end_stream, error_event
-from ballast.gateway.demand import Counts, DemandBoard
+from ballast.gateway.delivery import deliver, deliver_into
+from ballast.gateway.demand import DemandBoard
 from ballast.gateway.failures import FailureKind, counts_against_backend, retryable
 from ballast.gateway.giveup import give_up_response
-from ballast.gateway.hold import Holds, Wait
+from ballast.gateway.hold import Holds
 from ballast.gateway.intake import IntakeError, check_declared, read_body
 from ballast.gateway.keys import ClientKey, Denial, KeyRing
-from ballast.gateway.metrics import UNKNOWN_MODEL, Metrics
+from ballast.gateway.metrics import Metrics
 from ballast.gateway.pods import Pod
-from ballast.gateway.snapshot import Route, TableStore
+from ballast.gateway.record import Context, Record
+from ballast.gateway.snapshot import TableStore
 from ballast.gateway.upstream import (
     Answer,
     Budget,
@@ -69,67 +70,8 @@ from ballast.routing import RouteBackend
 log = logging.getLogger(__name__)
 #: Where a request's id is kept on the aiohttp request (for the answer's header).
 REQUEST_ID = web.RequestKey("ballast_request_id", str)
-#: Set on a request that waited for a backend at zero (its answer says so in a header).
-COLD_START = web.RequestKey("ballast_cold_start", bool)
-KEEP_ALIVE = b": keep-alive\n\n"
-#: ``Retry-After`` (seconds) of a request refused because its backend's hold queue is full.
-HOLD_RETRY_AFTER = 5
-
 #: What a visit to one backend ended with, when no answer was sent.
 _NEXT, _STOP = object(), object()
-
-
-@dataclass
-class Record:
-    """What the access log and the request metrics say about one client request."""
-
-    request_id: str
-    path: str
-    start: float
-    #: The model asked for, as the log shows it (cut to 128 characters).
-    asked: str = "-"
-    #: The served model for metrics: one of the tables', or ``-``.
-    model: str = UNKNOWN_MODEL
-    backend: str = errors.NO_BACKEND
-    pod: str | None = None
-    attempts: int = 0
-    stream: bool = False
-    #: The client key's id (its Secret), for the log; None without authentication.
-    client: str | None = None
-    reading: Reading | None = None
-    #: Seconds the request was held for a backend at zero (None: never held).
-    held: float | None = None
-
-
-@dataclass
-class Context:
-    """One client request on its way through the proxy."""
-
-    request: web.Request
-    body: ParsedBody
-    route: Route
-    path: str
-    record: Record
-    #: The request's affinity key (prompt prefix or session), None for least loaded.
-    key: str | None = None
-    #: An answer was handed to delivery (which then records how the request ended).
-    committed: bool = False
-    #: A held stream's response, sent to the client while it waited (keep-alives).
-    early: web.StreamResponse | None = None
-    #: Backends this request was counted for in the demand report.
-    counted: set[str] = field(default_factory=set)
-
-    @property
-    def start(self) -> float:
-        return self.record.start
-
-    @property
-    def attempts(self) -> int:
-        return self.record.attempts
-
-    @property
-    def client(self) -> str | None:
-        return self.record.client
 
 
 class Proxy:
@@ -161,8 +103,7 @@ class Proxy:
         self.body_timeout, self.keys = body_timeout, keys
         self.access = access or AccessLog()
         self.holds = holds or Holds(None, metrics)
-        self.demand = demand or DemandBoard()
-        self.hold_keepalive = hold_keepalive
+        self.cold = ColdStart(self.holds, demand or DemandBoard(), self.end, hold_keepalive)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         rid = request_id(request.headers.get(REQUEST_ID_HEADER))
@@ -334,7 +275,7 @@ class Proxy:
         have a ready pod unless it has one, then visit it."""
         waited = False
         if self.holds.cold(backend):
-            refused = await self._hold(ctx, backend)
+            refused = await self.cold.hold(ctx, backend)
             if refused is not None:
                 return refused
             waited = True
@@ -348,75 +289,6 @@ class Proxy:
         if isinstance(done, web.StreamResponse):
             return done
         return await self._give_up(ctx, failures, backend)
-
-    async def _hold(self, ctx: Context, backend: RouteBackend) -> web.StreamResponse | None:
-        """Hold the request for ``backend``'s first ready pod: None once one is there, else
-        the answer given (queue full, timed out, or the client left during a keep-alive)."""
-        table, record = ctx.route.table, ctx.record
-        record.backend = backend.name
-        counts = self.demand.counts(table.source, backend.name)
-        tick = self._keep_alive(ctx, backend) if record.stream else None
-        began = time.perf_counter()
-        try:
-            ended, waited = await self.holds.wait(
-                table.model, backend, counts, joined=lambda: self._count(ctx, backend),
-                tick=tick, interval=self.hold_keepalive,
-            )  # fmt: skip
-        except asyncio.CancelledError:  # the client left: its access line says how long
-            record.held = time.perf_counter() - began
-            raise
-        except ConnectionError:  # a keep-alive found the client gone
-            record.held = time.perf_counter() - began
-            self.end(record, 499, "client_closed")
-            return ctx.early
-        if ended is Wait.RELEASED:
-            record.held = waited
-            ctx.request[COLD_START] = True
-            return None
-        hold = backend.hold
-        limit = hold.max_pending if hold is not None else 0
-        if ended is Wait.FULL:
-            response = errors.error_response(
-                503,
-                f"model {table.model}: backend {backend.name} is starting and {limit} "
-                "request(s) already wait for it; retry shortly",
-                type_=errors.SERVER_ERROR, code="hold_queue_full", backend=backend.name,
-            )  # fmt: skip
-            response.headers["Retry-After"] = str(HOLD_RETRY_AFTER)
-            return await self._answer_error(ctx, response, "unavailable")
-        record.held = waited
-        ctx.request[COLD_START] = True
-        response = errors.error_response(
-            504,
-            f"model {table.model}: backend {backend.name} had no ready pod within "
-            f"{hold.timeout_seconds if hold is not None else 0}s",
-            type_=errors.SERVER_ERROR, code="cold_start_timeout", backend=backend.name,
-        )  # fmt: skip
-        return await self._answer_error(ctx, response, "timeout")
-
-    def _keep_alive(self, ctx: Context, backend: RouteBackend) -> Callable[[], Awaitable[None]]:
-        """A held stream's keep-alive: the first commits a 200 event stream to the client."""
-
-        async def tick() -> None:
-            if ctx.early is None:
-                ctx.request[COLD_START] = True
-                out = web.StreamResponse(status=200, headers={
-                    "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                    errors.BACKEND_HEADER: backend.name, errors.ATTEMPTS_HEADER: "0",
-                })  # fmt: skip
-                await out.prepare(ctx.request)
-                ctx.early = out
-            await ctx.early.write(KEEP_ALIVE)
-
-        return tick
-
-    def _count(self, ctx: Context, backend: RouteBackend) -> Counts:
-        """The backend's demand counts, its request counter moved once per request."""
-        counts = self.demand.counts(ctx.route.table.source, backend.name)
-        if backend.name not in ctx.counted:
-            ctx.counted.add(backend.name)
-            counts.requests += 1
-        return counts
 
     async def _admitted(
         self,
@@ -495,7 +367,7 @@ class Proxy:
         record.attempts += 1
         record.backend = backend.name
         record.pod = pod.name if pod is not None else None
-        counts = self._count(ctx, backend)
+        counts = self.cold.count(ctx, backend)
         counts.in_flight += 1
         if pod is not None:
             pod.start()
@@ -571,20 +443,7 @@ class Proxy:
         backend = last.name if last is not None else errors.NO_BACKEND
         response, outcome = give_up_response(model, failures, backend, ctx.attempts)
         ctx.record.backend = backend
-        return await self._answer_error(ctx, response, outcome)
-
-    async def _answer_error(
-        self, ctx: Context, response: web.Response, outcome: str
-    ) -> web.StreamResponse:
-        """End the request with the gateway's error answer ``response``: as it is, or as an
-        SSE error event when a held stream's answer was committed already."""
-        self.end(ctx.record, response.status, outcome)
-        early = ctx.early
-        if early is None:
-            return response
-        body = response.body if isinstance(response.body, bytes) else None
-        await end_stream(ctx.request, early, error_event(response.status, body))
-        return early
+        return await answer_error(ctx, response, self.end, outcome)
 
 
 class Finisher:

@@ -28,7 +28,14 @@ from typing import Any
 import yaml
 from chart_schema import VALUES, Schema
 
-from ballast.permissions import GATEWAY, GATEWAY_KEYS, LEADER_ELECTION, OPERATOR, Permission
+from ballast.permissions import (
+    GATEWAY,
+    GATEWAY_KEYS,
+    LEADER_ELECTION,
+    OPERATOR,
+    OPERATOR_DEMAND,
+    Permission,
+)
 from monitoring import dashboard_json, prometheusrule_template
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,6 +128,7 @@ def rbac_template() -> dict[Path, str]:
             out.append("{{- end }}\n")
     for name, table in (
         ("operator.leaderElection", LEADER_ELECTION),
+        ("operator.demand", OPERATOR_DEMAND),
         ("gateway.keys", GATEWAY_KEYS),
     ):
         out.append(f'\n{{{{- define "ballast.rbac.{name}" -}}}}\n')

@@ -88,6 +88,12 @@ LEADER_ELECTION: tuple[Permission, ...] = (
     Permission("coordination.k8s.io", ("leases",), ("get", "create", "update")),
 )
 
+#: The gateways' demand reports (scale to zero, cold standby): the operator lists the
+#: EndpointSlices of the gateway's internal Service, granted by a Role in its namespace only.
+OPERATOR_DEMAND: tuple[Permission, ...] = (
+    Permission("discovery.k8s.io", ("endpointslices",), ("list",)),
+)
+
 #: The gateway's client keys (``ballast gateway --auth keys``): list and watch of Secrets, granted
 #: by a Role in the gateway's own namespace only. RBAC cannot narrow a list to a label; the
 #: gateway itself only ever asks with the ``ballast.dev/gateway-key`` label selector.

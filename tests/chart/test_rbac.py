@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 import pytest
 
-from ballast.permissions import GATEWAY, GATEWAY_KEYS, OPERATOR, Permission
+from ballast.permissions import GATEWAY, GATEWAY_KEYS, OPERATOR, OPERATOR_DEMAND, Permission
 
 from .conftest import NAMESPACE, Helm, Obj
 
@@ -78,8 +78,21 @@ def test_cluster_wide_by_default_grants_exactly_the_table(
 ) -> None:
     granted = granted_to(default_objects, component)
     assert granted.pop(None) == declared(table)
-    # besides: the gateway's client keys, in its own namespace only (a Role)
-    assert granted == ({NAMESPACE: declared(GATEWAY_KEYS)} if component == "gateway" else {})
+    # besides, in the release namespace only (a Role): the gateway's client keys, and the
+    # operator's listing of the gateway's EndpointSlices (its demand reports)
+    besides = GATEWAY_KEYS if component == "gateway" else OPERATOR_DEMAND
+    assert granted == {NAMESPACE: declared(besides)}
+
+
+def test_the_operator_reads_demand_only_in_the_release_namespace_and_only_with_a_gateway(
+    helm: Helm,
+) -> None:
+    objects = helm.objects(set_json=['watchNamespaces=["ai"]'])
+    granted = granted_to(objects, "operator")
+    assert granted[NAMESPACE] == {("discovery.k8s.io", "endpointslices", "list")}
+    assert ("discovery.k8s.io", "endpointslices", "list") not in granted["ai"]
+    without = granted_to(helm.objects(set_=["gateway.enabled=false"]), "operator")
+    assert NAMESPACE not in without
 
 
 def test_gateway_key_secrets_are_listed_only_in_its_own_namespace(helm: Helm) -> None:
@@ -107,8 +120,9 @@ def test_watch_namespaces_grants_the_table_only_there(
 ) -> None:
     objects = helm.objects(set_json=['watchNamespaces=["ai","team-b"]'])
     by_ns = granted_to(objects, component)
-    if component == "gateway":
-        assert by_ns.pop(NAMESPACE) == declared(GATEWAY_KEYS)
+    assert by_ns.pop(NAMESPACE) == declared(
+        GATEWAY_KEYS if component == "gateway" else OPERATOR_DEMAND
+    )
     cluster = by_ns.pop(None, set())
     assert set(by_ns) == {"ai", "team-b"}
     for ns_grants in by_ns.values():

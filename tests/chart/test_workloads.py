@@ -95,7 +95,20 @@ def test_single_operator_runs_standalone_and_points_status_at_the_gateway(
     assert not [a for a in args if a.startswith(("--leader-elect", "--lease"))]
     assert f"--gateway-endpoint=http://ballast-gateway.{NAMESPACE}.svc/v1" in args
     assert not [a for a in args if a.startswith("--namespace")]
-    assert one(default_objects, "Service", "gateway")["metadata"]["name"] == "ballast-gateway"
+    services = {
+        o["metadata"]["name"]: o["spec"]
+        for o in default_objects
+        if o["kind"] == "Service"
+        and o["metadata"]["labels"]["app.kubernetes.io/component"] == "gateway"
+    }
+    assert set(services) == {"ballast-gateway", "ballast-gateway-internal"}
+    # the internal one is headless, with only the metrics port: the operator reads each pod's
+    # demand report through its EndpointSlices, and nothing else is exposed through it
+    internal = services["ballast-gateway-internal"]
+    assert internal["clusterIP"] == "None"
+    assert [p["name"] for p in internal["ports"]] == ["metrics"]
+    env = {e["name"]: e.get("value") for e in container(default_objects, "operator")["env"]}
+    assert env["BALLAST_GATEWAY_SERVICE"] == f"{NAMESPACE}/ballast-gateway-internal"
 
 
 def test_a_standalone_operator_is_replaced_not_rolled(default_objects: list[Obj]) -> None:
@@ -113,7 +126,7 @@ def test_two_operator_replicas_turn_on_leader_election_with_a_lease_role(helm: H
     assert "--standalone" not in args
     (role,) = [
         o for o in objects
-        if o["kind"] == "Role" and o["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"
+        if o["kind"] == "Role" and o["metadata"]["name"] == "ballast-operator-leader-election"
     ]  # fmt: skip
     assert role["metadata"]["namespace"] == NAMESPACE  # the Lease lives beside the operator
     assert {r for rule in role["rules"] for r in rule["resources"]} == {"leases"}

@@ -192,3 +192,8 @@ The operator renders one NetworkPolicy per LLMService from it.
 {{- end -}}
 {{- toJson $peers -}}
 {{- end -}}
+
+{{- /* The gateway's headless Service the operator reads demand reports through. */ -}}
+{{- define "ballast.gatewayInternalService" -}}
+{{- printf "%s-internal" (include "ballast.componentName" (list . "gateway")) | trunc 63 | trimSuffix "-" }}
+{{- end }}

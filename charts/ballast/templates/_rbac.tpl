@@ -169,6 +169,15 @@
   - update
 {{- end }}
 
+{{- define "ballast.rbac.operator.demand" -}}
+- apiGroups:
+  - discovery.k8s.io
+  resources:
+  - endpointslices
+  verbs:
+  - list
+{{- end }}
+
 {{- define "ballast.rbac.gateway.keys" -}}
 - apiGroups:
   - ''

@@ -50,6 +50,8 @@ from ballast.api.status import (
     Condition,
     LLMServiceStatus,
     Phase,
+    StandbyState,
+    StandbyStatus,
 )
 from ballast.api.types import EnvVar, Resources, SecretKeyRef
 
@@ -97,6 +99,8 @@ __all__ = [
     "SpecError",
     "Standby",
     "StandbyMode",
+    "StandbyState",
+    "StandbyStatus",
     "WhenAllUnhealthy",
     "parse_llmservice",
 ]

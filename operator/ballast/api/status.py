@@ -84,6 +84,23 @@ class CacheStatus(StatusModel):
     message: str = Field(default="", description="The loader's message when it failed.")
 
 
+class StandbyState(StrEnum):
+    """Where a cold-standby backend is in its cycle."""
+
+    COLD = "Cold"  #: at 0 replicas, out of the route
+    WARMING = "Warming"  #: the tiers above failed: scaled up, pods starting
+    ACTIVE = "Active"  #: up and in the route
+    COOLING = "Cooling"  #: the tiers above are healthy again: back to 0 after cooldownSeconds
+
+
+class StandbyStatus(StatusModel):
+    """A cold standby's state, since when and why."""
+
+    state: StandbyState = Field(description="Cold, Warming, Active or Cooling.")
+    since: str | None = Field(default=None, description="When it entered this state (RFC 3339).")
+    reason: str = Field(default="", description="Why it is in this state.")
+
+
 class BackendStatus(StatusModel):
     """What the controller observes of one backend."""
 
@@ -100,6 +117,19 @@ class BackendStatus(StatusModel):
     message: str = Field(default="", description="Why it is unhealthy or out of the route.")
     cache: CacheStatus | None = Field(
         default=None, description="The model cache, for a backend with spec cache."
+    )
+    scaled_to_zero: bool | None = Field(
+        default=None,
+        description=(
+            "For a backend with scaling.minReplicas 0: true while it is at 0 replicas "
+            "(the next request brings it up)."
+        ),
+    )
+    scaled_to_zero_since: str | None = Field(
+        default=None, description="When it last went to 0 replicas (RFC 3339)."
+    )
+    standby: StandbyStatus | None = Field(
+        default=None, description="For a backend with spec standby: its state."
     )
 
 

@@ -25,6 +25,7 @@ import aiohttp.web
 import kopf
 
 from ballast.controller.core import Controller
+from ballast.controller.demand import DemandReader, Round
 from ballast.controller.events import Events
 from ballast.controller.kube import Kind, KubeClient
 from ballast.controller.monitor import Monitor
@@ -132,6 +133,7 @@ class App:
             self.settings.probe_timeout,
         )
         self._spawn(Monitor(self.controller, prober).run(), "health loop")
+        self._spawn(self._demand_reader().run(), "demand reader")
         if self.settings.metrics_port:
             await self._serve_metrics(self.settings.metrics_address, self.settings.metrics_port)
 
@@ -155,6 +157,27 @@ class App:
             yield
         finally:
             await runner.cleanup()
+
+    def _demand_reader(self) -> DemandReader:
+        """Reads the gateways' demand while some backend can be at 0 (see :mod:`.demand`)."""
+        controller = self.controller
+        assert self._session is not None
+
+        def on_round(round_: Round) -> None:
+            controller.demand = round_
+            controller.metrics.demand_gateways.set(round_.gateways)
+            controller.metrics.demand_complete.set(1 if round_.complete else 0)
+            if any(d.held for d in round_.demand.values()):
+                controller.kick.set()  # a request is waiting: decide now, not a round later
+
+        return DemandReader(
+            self._session,
+            self.kube,
+            service=self.settings.gateway_service,
+            urls=self.settings.gateway_demand_urls,
+            wanted=lambda: controller.holding,
+            on_round=on_round,
+        )
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.create_task(coro, name=name)

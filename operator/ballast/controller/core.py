@@ -32,6 +32,7 @@ from ballast.controller import cache
 from ballast.controller import status as status_model
 from ballast.controller.apply import Applier
 from ballast.controller.children import Child, ChildKey, Children, Owner, owner_of, owners_of
+from ballast.controller.demand import Round
 from ballast.controller.desired import Rendering, desired_all, desired_one
 from ballast.controller.events import Events
 from ballast.controller.health import ServiceHealth, Transition
@@ -40,11 +41,14 @@ from ballast.controller.metrics import Metrics
 from ballast.controller.plan import Create, Delete, key_of, plan, plan_restore
 from ballast.controller.record import Failure, Records, ServiceRecord
 from ballast.controller.retry import Backoff
+from ballast.controller.scaler import AT_ZERO, Change, Signals, powers_for, scale_of, step
 from ballast.controller.services import LLMSERVICES, Entry, EntryIndex, entry_from, lookup
 from ballast.controller.settings import Settings
 from ballast.controller.statuswriter import StatusWriter, previous
 from ballast.naming import BACKEND_LABEL
+from ballast.naming import backend_name as render_name
 from ballast.permissions import SHARED_KINDS
+from ballast.render.scale import Scale
 from ballast.routing import table_for
 
 Obj = dict[str, Any]
@@ -89,6 +93,10 @@ class Controller:
         self.active = True
         #: Set when the health loop has work now (a reconcile wants its status written).
         self.kick = asyncio.Event()
+        #: The gateways' last demand round (scale to zero, standby; see :mod:`.demand`).
+        self.demand = Round()
+        #: Some LLMService has a backend that can be at 0: the demand reader reads gateways.
+        self.holding = False
 
     def record_of(self, entry: Entry) -> ServiceRecord:
         """The record of this incarnation, its health following the entry's spec generation."""
@@ -105,6 +113,16 @@ class Controller:
     def observed(self, record: ServiceRecord) -> dict[ChildKey, Child]:
         """The children that exist, counting our own writes the watch has not shown yet."""
         return record.overlay(self.children.of(record.owner, record.uid))
+
+    def scale(self, record: ServiceRecord, entry: Entry, svc: LLMService) -> Scale:
+        """The replicas the controller pins for ``svc`` (first sight: read from the children)."""
+        if not any(b.holds for b in svc.spec.backends):
+            record.powers.clear()
+            return Scale()
+        shown = previous(record, entry)
+        by_name = {b.name: b for b in shown.backends} if shown is not None else {}
+        powers_for(svc, record.powers, self.observed(record), by_name, status_model.now_rfc3339())
+        return scale_of(svc, record.powers)
 
     def forget(self, owner: Owner) -> None:
         """Drop everything about an LLMService that is gone."""
@@ -154,7 +172,10 @@ class Controller:
         if old_entry is not None and old_entry.svc is not None and record.health is not None:
             old_svc = old_entry.svc
             current = cache.uses(old_svc, self.observed(record))
-            record.previous = desired_all(old_svc, record.health.route(), current, self.rendering)
+            record.previous = desired_all(
+                old_svc, record.health.route(), current, self.rendering,
+                scale_of(old_svc, record.powers),
+            )  # fmt: skip
         return "success" if await self._apply(record, entry) else "error"
 
     async def _apply(self, record: ServiceRecord, entry: Entry) -> bool:
@@ -165,7 +186,9 @@ class Controller:
         observed = self.observed(record)
         current = cache.uses(svc, observed)
         actions = plan(
-            desired_all(svc, health.route(), current, self.rendering),
+            desired_all(
+                svc, health.route(), current, self.rendering, self.scale(record, entry, svc)
+            ),
             observed,
             entry.uid,
             record.previous,
@@ -225,6 +248,7 @@ class Controller:
                 entry.generation,
                 self.settings.gateway_endpoint,
                 previous(record, entry),
+                powers=record.powers,
             ),
             f"{error.status} {error.reason}: {error.message}",
         )
@@ -325,7 +349,8 @@ class Controller:
     ) -> None:
         route = record.health.route() if record.health else {}
         current = cache.uses(svc, self.observed(record))
-        want = desired_one(svc, key[0], key[1], route, current, self.rendering)
+        scale = self.scale(record, entry, svc)
+        want = desired_one(svc, key[0], key[1], route, current, self.rendering, scale)
         action = plan_restore(key, want, None if event_type == "DELETED" else body)
         if action is None:
             return
@@ -350,7 +375,10 @@ class Controller:
 
     # -- the health loop ------------------------------------------------------------
 
-    def _report(self, entry: Entry, t: Transition) -> None:
+    def _report(self, entry: Entry, t: Transition, record: ServiceRecord) -> None:
+        power = record.powers.get(t.backend)
+        if t.direction == "out" and power is not None and power.state in AT_ZERO:
+            return  # taken to 0 on purpose (idle, or a standby cooled down): not a failover
         if t.direction is None:
             self.warn(entry, t.reason, f"backend {t.backend}: {t.message}")
             return
@@ -441,10 +469,11 @@ class Controller:
         if record.uid != entry.uid or not record.applied_for(entry.generation):
             return False  # the reconcile or retry of this generation renders the current route
         for t in transitions:
-            self._report(entry, t)
+            self._report(entry, t, record)
         state = record.health
         async with record.lock:
-            routes = render.routes_configmap(svc, table_for(svc, state.route()))
+            scale = self.scale(record, entry, svc)
+            routes = render.routes_configmap(svc, table_for(svc, state.route(), scale.standby_up))
             observed = {k: c for k, c in self.observed(record).items() if k == key_of(routes)}
             if not observed and not await self._owner_exists(entry):
                 return True  # deleted (our index lags): its children are the garbage collector's
@@ -458,6 +487,7 @@ class Controller:
                 self.settings.gateway_endpoint,
                 before,
                 caches=caches,
+                powers=record.powers,
             )
             if await self.statuses.write(record, entry, status):
                 self._cache_events(entry, before, caches)
@@ -466,3 +496,68 @@ class Controller:
         routed = {b.name: b.in_route for b in status.backends}
         self.metrics.set_backends(entry.namespace, entry.name, healthy, routed)
         return True
+
+    # -- scale to zero and cold standbys (see :mod:`.scaler`) ---------------------
+
+    async def rescale(self, entries: list[Entry]) -> None:
+        """Move backends between 0 and up on the gateways' demand and the tiers' health.
+
+        Called by the health loop each round (about once a second); writes only when a
+        backend changes state (its Deployment's replicas, its HPA, the route's hold).
+        """
+        holding = False
+        for entry in entries:
+            svc = entry.svc
+            if svc is None or not any(b.holds for b in svc.spec.backends):
+                continue
+            holding = True
+            record = self.records.get(entry.owner)
+            if record is None or record.uid != entry.uid or record.health is None:
+                continue
+            if not record.applied_for(entry.generation) or record.failure is not None:
+                continue  # a reconcile or retry is pending and applies everything
+            changes = self._steps(record, entry, svc)
+            if not changes:
+                continue
+            for c in changes:
+                self.metrics.scale_transitions.labels(c.after).inc()
+                logger.info(
+                    "backend %s of %s/%s: %s -> %s: %s", c.backend, *entry.owner,
+                    c.before, c.after, c.message,
+                    extra=fields(entry.owner, backend=c.backend, state=c.after),
+                )  # fmt: skip
+                text = f"backend {c.backend}: {c.message}"
+                (self.warn if c.warning else self.info)(entry, c.reason, text)
+            if not self.active:
+                continue
+            async with record.lock:
+                await self._apply(record, entry)
+        self.holding = holding
+
+    def _steps(self, record: ServiceRecord, entry: Entry, svc: LLMService) -> list[Change]:
+        self.scale(record, entry, svc)  # a backend seen for the first time gets its state
+        health = record.health
+        assert health is not None
+        observed = self.observed(record)
+        now, mono = status_model.now_rfc3339(), time.monotonic()
+        changes = []
+        for b in svc.spec.backends:
+            power = record.powers.get(b.name)
+            if power is None:
+                continue
+            dep = observed.get(("Deployment", render_name(svc.name, b.name)))
+            above = [x for x in svc.spec.backends if x.priority < b.priority]
+            down = bool(above) and all(
+                not (health.backends.get(x.name) and health.backends[x.name].healthy)
+                or (entry.namespace, entry.name, x.name) in self.demand.open_circuits
+                for x in above
+            )
+            signals = Signals(
+                self.demand.of((entry.namespace, entry.name, b.name)),
+                dep.ready_replicas if dep is not None else 0,
+                down,
+            )
+            change = step(b, power, signals, mono, now)
+            if change is not None:
+                changes.append(change)
+        return changes

@@ -19,15 +19,16 @@ from ballast.controller.plan import key_of
 from ballast.naming import backend_name, routes_name
 from ballast.render.cache import DEFAULT_LOADER_IMAGE, CacheUse
 from ballast.render.network import engine_policy, policy_name
+from ballast.render.scale import Scale
 from ballast.routing import table_for
 
 Obj = dict[str, Any]
-Builder = Callable[[LLMService, Backend, CacheUse | None], Obj | None]
+Builder = Callable[[LLMService, Backend, CacheUse | None, int | None], Obj | None]
 BUILDERS: Final[Mapping[str, Builder]] = {
-    "Service": lambda svc, b, _: render.service(svc, b),
+    "Service": lambda svc, b, _, __: render.service(svc, b),
     "Deployment": render.deployment,
     "HorizontalPodAutoscaler": render.hpa,
-    "PodDisruptionBudget": lambda svc, b, _: render.pdb(svc, b),
+    "PodDisruptionBudget": lambda svc, b, _, __: render.pdb(svc, b),
 }
 
 
@@ -48,9 +49,11 @@ def desired_all(
     route: Mapping[str, bool],
     caches: Mapping[str, CacheUse] | None = None,
     rendering: Rendering = DEFAULTS,
+    scale: Scale | None = None,
 ) -> list[Obj]:
-    """Every child of ``svc`` given the route and the backends' cache directories."""
-    return render.objects(svc, route, caches, rendering.loader_image, rendering.engine_peers)
+    """Every child of ``svc`` given the route, the backends' cache directories and the
+    replicas the controller pins (None: the initial state, see :mod:`ballast.render.scale`)."""
+    return render.objects(svc, route, caches, rendering.loader_image, rendering.engine_peers, scale)
 
 
 def desired_one(
@@ -60,22 +63,24 @@ def desired_one(
     route: Mapping[str, bool],
     caches: Mapping[str, CacheUse] | None = None,
     rendering: Rendering = DEFAULTS,
+    scale: Scale | None = None,
 ) -> Obj | None:
     """The child ``kind``/``name`` as desired, or None when it should not exist."""
+    scale = scale if scale is not None else Scale.initial(svc)
     if kind == "ConfigMap":
         if name != routes_name(svc.name):
             return None
-        return render.routes_configmap(svc, table_for(svc, route))
+        return render.routes_configmap(svc, table_for(svc, route, scale.standby_up))
     if kind == "NetworkPolicy":
         if name != policy_name(svc.name):
             return None
         return engine_policy(svc, rendering.engine_peers)
     builder = BUILDERS.get(kind)
     if builder is None:  # a kind without a builder here (the caches' shared ones): render all
-        every = desired_all(svc, route, caches, rendering)
+        every = desired_all(svc, route, caches, rendering, scale)
         return next((o for o in every if key_of(o) == (kind, name)), None)
     caches = caches or {}
     for backend in svc.spec.backends:
         if not backend.external and backend_name(svc.name, backend.name) == name:
-            return builder(svc, backend, caches.get(backend.name))
+            return builder(svc, backend, caches.get(backend.name), scale.pin(backend.name))
     return None

@@ -70,6 +70,22 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+        self.scale_transitions = Counter(
+            "ballast_scale_transitions",
+            "Backends moving between 0 and up (scale to zero, cold standby), by the state entered.",
+            ["state"],
+            registry=self.registry,
+        )
+        self.demand_gateways = Gauge(
+            "ballast_demand_gateways",
+            "Gateways whose demand report was read in the last round (scale to zero, standby).",
+            registry=self.registry,
+        )
+        self.demand_complete = Gauge(
+            "ballast_demand_complete",
+            "1 when every gateway answered the last demand round (else no backend goes to 0).",
+            registry=self.registry,
+        )
         for result in RESULTS:
             self.reconciles.labels(result)
         for direction in ("in", "out"):

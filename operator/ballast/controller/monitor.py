@@ -119,6 +119,7 @@ class Monitor:
                 transitions.setdefault(d.entry.owner, []).append(transition)
         await self._retry()
         await self.controller.retry_loaders()
+        await self.controller.rescale(entries)
         for entry in entries:
             record = self.controller.records.get(entry.owner)
             state = record.health if record is not None else None

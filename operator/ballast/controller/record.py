@@ -25,6 +25,7 @@ from typing import Any, Final
 from ballast.controller.cache import LoadResult
 from ballast.controller.children import Child, ChildKey, Owner
 from ballast.controller.health import ServiceHealth
+from ballast.controller.scaler import Power
 
 Obj = dict[str, Any]
 #: How long a write of ours counts as "stored" while the watch has not shown it yet.
@@ -81,6 +82,8 @@ class ServiceRecord:
     #: Failed loader Jobs to run again: Job name -> when; and failures in a row per Job.
     load_retry: dict[str, float] = field(default_factory=dict)
     load_failures: dict[str, int] = field(default_factory=dict)
+    #: Backends that can be at 0 (scale to zero, standby): where each is (see :mod:`.scaler`).
+    powers: dict[str, Power] = field(default_factory=dict)
 
     def retry_load(self, job: str, now: float, base: float) -> float:
         """Schedule a failed loader to run again: ``base`` seconds, doubling, at most 1 h."""

@@ -17,6 +17,10 @@ Probe URLs: in a cluster a self-hosted backend is probed through its Service
 ``"<namespace>/<service>/<backend>"`` or ``"*"``; values may use ``{namespace}``,
 ``{service}`` and ``{backend}``. Tests point probes at loopback servers with it;
 production leaves it unset.
+
+Demand (scale to zero, cold standbys): ``BALLAST_GATEWAY_SERVICE=<namespace>/<name>`` names
+the gateway Service whose pods report held and in-flight requests (the chart sets it);
+``BALLAST_GATEWAY_DEMAND_URLS`` adds fixed report URLs (local runs, tests).
 """
 
 from __future__ import annotations
@@ -81,6 +85,10 @@ class Settings:
     probe_url_override: Mapping[str, str] = field(default_factory=dict)
     #: Longest wait (seconds) between retries of an apply the API refuses.
     retry_max: float = 300.0
+    #: The gateway Service (namespace, name) whose pods report demand (scale to zero, standby).
+    gateway_service: tuple[str, str] | None = None
+    #: Fixed gateway demand URLs (local runs, tests), read besides the Service's pods.
+    gateway_demand_urls: tuple[str, ...] = ()
     #: Seconds a watch request stays open before the server closes it (kopf reconnects).
     watch_timeout: int = 300
     log_format: str = "json"
@@ -145,6 +153,27 @@ def parse_peers(text: str | None) -> tuple[dict[str, Any], ...]:
         if not all(isinstance(v, dict) for v in peer.values()):
             raise SettingsError(f"{name}[{i}]: each of its fields must be an object")
     return tuple(data)
+
+
+def parse_gateway_service(text: str | None) -> tuple[str, str] | None:
+    """``BALLAST_GATEWAY_SERVICE``: ``<namespace>/<name>`` of the gateway Service."""
+    if not text or not text.strip():
+        return None
+    namespace, _, name = text.strip().partition("/")
+    if not namespace or not name or "/" in name:
+        raise SettingsError(
+            f"BALLAST_GATEWAY_SERVICE: <namespace>/<name> of the gateway Service, not {text!r}"
+        )
+    return namespace, name
+
+
+def parse_demand_urls(text: str | None) -> tuple[str, ...]:
+    """``BALLAST_GATEWAY_DEMAND_URLS``: comma-separated http(s) URLs of demand reports."""
+    urls = tuple(u.strip() for u in (text or "").split(",") if u.strip())
+    for u in urls:
+        if not u.startswith(("http://", "https://")):
+            raise SettingsError(f"BALLAST_GATEWAY_DEMAND_URLS: not an http(s) URL: {u!r}")
+    return urls
 
 
 def from_flags(
@@ -222,6 +251,8 @@ def from_flags(
         log_format=fmt,
         loader_image=env.get("BALLAST_LOADER_IMAGE") or DEFAULT_IMAGE,
         engine_peers=parse_peers(env.get("BALLAST_ENGINE_POLICY_PEERS")),
+        gateway_service=parse_gateway_service(env.get("BALLAST_GATEWAY_SERVICE")),
+        gateway_demand_urls=parse_demand_urls(env.get("BALLAST_GATEWAY_DEMAND_URLS")),
         loader_retry=_number(
             "BALLAST_LOADER_RETRY_SECONDS", env.get("BALLAST_LOADER_RETRY_SECONDS"), 60.0
         ),

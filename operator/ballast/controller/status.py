@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ballast.api import (
+    Backend,
     BackendStatus,
     CacheState,
     CacheStatus,
@@ -37,8 +38,11 @@ from ballast.api import (
     LLMServiceStatus,
     Phase,
     SpecError,
+    StandbyState,
+    StandbyStatus,
 )
 from ballast.controller.health import BackendHealth, ServiceHealth
+from ballast.controller.scaler import ASLEEP, AT_ZERO, COMING_UP, STANDBY_UP, Power
 from ballast.routing import table_for
 
 SECRET_REASONS = frozenset({"SecretNotFound", "SecretUnreadable"})
@@ -88,6 +92,10 @@ class _Split:
     failing: list[tuple[str, BackendHealth]]
 
     download_failed: bool = False
+    #: At 0 on purpose (scaled to zero, cold standby): neither failing nor starting.
+    resting: tuple[str, ...] = ()
+    #: Of those, the ones a request wakes (scale to zero): the gateway holds for them.
+    wakeable: bool = False
 
     @property
     def secret(self) -> bool:
@@ -101,19 +109,34 @@ class _Split:
 
 
 def _split(
-    svc: LLMService, health: ServiceHealth, caches: Mapping[str, CacheStatus] | None = None
+    svc: LLMService,
+    health: ServiceHealth,
+    caches: Mapping[str, CacheStatus] | None = None,
+    powers: Mapping[str, Power] | None = None,
 ) -> _Split:
-    caches = caches or {}
+    caches, powers = caches or {}, powers or {}
     failed = {n for n, c in caches.items() if c.state is CacheState.DOWNLOAD_FAILED}
     states = [(b, health.backends.get(b.name) or BackendHealth()) for b in svc.spec.backends]
-    starting = [(b.name, h) for b, h in states if _starting(h, b.external) and b.name not in failed]
-    failing = [
-        (b.name, h)
-        for b, h in states
-        if not h.healthy and (not _starting(h, b.external) or b.name in failed)
-    ]
+    at_zero = {n for n, p in powers.items() if p.state in AT_ZERO}
+    up = {n for n, p in powers.items() if p.state in COMING_UP}
+    rest = [(b, h) for b, h in states if not h.healthy and b.name in at_zero]
+    states = [(b, h) for b, h in states if h.healthy or b.name not in at_zero]
+
+    def starting_(b: Backend, h: BackendHealth) -> bool:
+        return b.name not in failed and (_starting(h, b.external) or b.name in up)
+
+    starting = [(b.name, h) for b, h in states if starting_(b, h)]
+    failing = [(b.name, h) for b, h in states if not h.healthy and not starting_(b, h)]
     healthy = [b.name for b, h in states if h.healthy]
-    return _Split(len(states), healthy, starting, failing, bool(failed & {n for n, _ in failing}))
+    return _Split(
+        len(states) + len(rest),
+        healthy,
+        starting,
+        failing,
+        bool(failed & {n for n, _ in failing}),
+        tuple(b.name for b, _ in rest),
+        any(powers[b.name].state == ASLEEP for b, _ in rest),
+    )
 
 
 def _cache_condition(caches: Mapping[str, CacheStatus], generation: int | None) -> Condition | None:
@@ -142,9 +165,31 @@ def _message(h: BackendHealth, cache: CacheStatus | None) -> str:
     return h.message or h.reason
 
 
+def _power_message(b: Backend, power: Power | None) -> str:
+    if power is None:
+        return ""
+    if power.state == ASLEEP:
+        return "scaled to zero: the next request brings it up"
+    if power.state in AT_ZERO:
+        return "cold standby: comes up when every backend of the tiers above fails"
+    if power.state in COMING_UP:
+        return f"scaling up from 0 ({power.reason}): waiting for a ready pod"
+    return ""
+
+
+def _power_fields(b: Backend, power: Power | None) -> dict[str, object]:
+    if power is None:
+        return {}
+    if b.standby is not None:
+        state = StandbyState(power.state)
+        return {"standby": StandbyStatus(state=state, since=power.since, reason=power.reason)}
+    asleep = power.state == ASLEEP
+    return {"scaled_to_zero": asleep, "scaled_to_zero_since": power.since if asleep else None}
+
+
 def _phase(split: _Split) -> tuple[Phase, str]:
-    if len(split.healthy) == split.total:
-        return Phase.READY, "AllBackendsInRoute"
+    if len(split.healthy) + len(split.resting) == split.total:
+        return Phase.READY, "BackendsAtZero" if split.resting else "AllBackendsInRoute"
     if split.failing:
         return Phase.DEGRADED, split.problem
     return Phase.PROGRESSING, "BackendsStarting"
@@ -153,24 +198,27 @@ def _phase(split: _Split) -> tuple[Phase, str]:
 def _conditions(split: _Split, policy: str, generation: int | None) -> list[Condition]:
     phase, ready_reason = _phase(split)
     healthy = len(split.healthy)
-    available = (
-        f"{healthy}/{split.total} backends in route"
-        if healthy
-        else f"no backend is healthy; the gateway applies whenAllUnhealthy={policy}"
-    )
+    if healthy:
+        available = f"{healthy}/{split.total} backends in route"
+    elif split.wakeable:
+        available = "every backend is at 0: requests are held while one scales up"
+    else:
+        available = f"no backend is healthy; the gateway applies whenAllUnhealthy={policy}"
+    can_serve = bool(healthy) or split.wakeable
     starting, failing = bool(split.starting), bool(split.failing)
     return [
         _condition(
             "Ready",
             phase is Phase.READY,
             ready_reason,
-            _listing(split.failing + split.starting),
+            _listing(split.failing + split.starting)
+            or "; ".join(f"{n}: at 0 replicas" for n in split.resting),
             generation,
         ),
         _condition(
             "Available",
-            bool(healthy),
-            "BackendsInRoute" if healthy else "NoBackendInRoute",
+            can_serve,
+            "BackendsInRoute" if healthy else "ScaledToZero" if can_serve else "NoBackendInRoute",
             available,
             generation,
         ),
@@ -199,21 +247,25 @@ def observed(
     previous: LLMServiceStatus | None = None,
     now: str | None = None,
     caches: Mapping[str, CacheStatus] | None = None,
+    powers: Mapping[str, Power] | None = None,
 ) -> LLMServiceStatus:
     """Status of a valid LLMService whose children of ``generation`` are applied.
 
-    ``caches``: ``status.backends[].cache`` of the backends with a cache.
+    ``caches``: ``status.backends[].cache`` of the backends with a cache; ``powers``: the
+    state of the backends that can be at 0 (scale to zero, standby).
     """
-    caches = caches or {}
-    split = _split(svc, health, caches)
+    caches, powers = caches or {}, powers or {}
+    split = _split(svc, health, caches, powers)
     conditions = _conditions(split, svc.spec.fallback.when_all_unhealthy.value, generation)
     cache_ready = _cache_condition(caches, generation)
     if cache_ready is not None:
         conditions.append(cache_ready)
-    routed = {b.name for b in table_for(svc, health.route()).eligible()}
+    up = [n for n, p in powers.items() if p.state in STANDBY_UP]
+    routed = {b.name for b in table_for(svc, health.route(), up).eligible()}
     backends = []
     for b in svc.spec.backends:
         h = health.backends.get(b.name) or BackendHealth()
+        power = powers.get(b.name)
         backends.append(
             BackendStatus(
                 name=b.name,
@@ -222,8 +274,9 @@ def observed(
                 ready_replicas=h.ready_replicas,
                 healthy=h.healthy,
                 in_route=b.name in routed,
-                message=_message(h, caches.get(b.name)),
+                message=_power_message(b, power) or _message(h, caches.get(b.name)),
                 cache=caches.get(b.name),
+                **_power_fields(b, power),
             )
         )
     return LLMServiceStatus(

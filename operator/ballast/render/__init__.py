@@ -39,6 +39,7 @@ from ballast.render.meta import (
 from ballast.render.network import engine_policy
 from ballast.render.pod import pod_template
 from ballast.render.routes import routes_configmap
+from ballast.render.scale import Scale
 from ballast.render.workload import deployment, rollout_strategy, service, uses_accelerator
 from ballast.routing import table_for
 
@@ -49,15 +50,19 @@ def objects(
     caches: Mapping[str, CacheUse] | None = None,
     loader_image: str = DEFAULT_LOADER_IMAGE,
     engine_peers: Sequence[Mapping[str, Any]] = (),
+    scale: Scale | None = None,
 ) -> list[Obj]:
     """Every child of ``svc``; ``health=None`` means no backend is healthy yet.
 
     ``caches``: backend name -> the cache directory its pods mount and whether it is
     filled; a cached backend missing from it is held at 0 replicas (its cache is filling).
     ``engine_peers``: who may call the engine pods; empty renders no NetworkPolicy.
+    ``scale``: the replicas the controller pins (scale to zero, standby); None: the initial
+    state, every such backend at 0.
     """
     caches = caches or {}
-    out = [routes_configmap(svc, table_for(svc, health or {}))]
+    scale = scale if scale is not None else Scale.initial(svc)
+    out = [routes_configmap(svc, table_for(svc, health or {}, scale.standby_up))]
     policy = engine_policy(svc, engine_peers)
     if policy is not None:
         out.append(policy)  # before any pod exists: no window in which engines are open
@@ -65,9 +70,9 @@ def objects(
     for backend in svc.spec.backends:
         if backend.external:
             continue
-        use = caches.get(backend.name)
-        out += [service(svc, backend), deployment(svc, backend, use)]
-        out += [o for o in (hpa(svc, backend, use), pdb(svc, backend)) if o is not None]
+        use, pin = caches.get(backend.name), scale.pin(backend.name)
+        out += [service(svc, backend), deployment(svc, backend, use, pin)]
+        out += [o for o in (hpa(svc, backend, use, pin), pdb(svc, backend)) if o is not None]
         for obj in cache_objects(svc, backend, loader_image):
             loaders.setdefault(f"{obj['kind']}/{obj['metadata']['name']}", obj)
     return out + list(loaders.values())
@@ -79,6 +84,7 @@ __all__ = [
     "SPEC_HASH_ANNOTATION",
     "CacheUse",
     "Obj",
+    "Scale",
     "cache_objects",
     "claim",
     "deployment",

@@ -45,15 +45,18 @@ def metric_spec(metric: Metric) -> Obj:
     }
 
 
-def hpa(svc: LLMService, backend: Backend, use: CacheUse | None = None) -> Obj | None:
-    """The HPA of a backend with ``scaling``; None otherwise, and while its cache fills."""
+def hpa(
+    svc: LLMService, backend: Backend, use: CacheUse | None = None, pin: int | None = None
+) -> Obj | None:
+    """The HPA of a backend with ``scaling``; None otherwise, while its cache fills, and while
+    the controller pins its replicas (at or leaving 0: see :mod:`.scale`)."""
     scaling = backend.scaling
-    if scaling is None or backend.external or held(backend, use):
+    if scaling is None or backend.external or held(backend, use) or pin is not None:
         return None
     name = backend_name(svc.name, backend.name)
     spec: Obj = {
         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-        "minReplicas": scaling.min_replicas,
+        "minReplicas": scaling.floor,
         "maxReplicas": scaling.max_replicas,
     }
     if scaling.metrics:

@@ -12,7 +12,8 @@ rollout. With ``scaling`` the Deployment carries no ``replicas`` (the HPA owns
 it); otherwise ``replicas`` defaults to 1.
 
 A backend with a model cache that is not filled yet (:class:`~.cache.CacheUse` not
-ready) gets ``replicas: 0`` and no HPA: no serving pod starts before its weights
+ready) gets ``replicas: 0`` and no HPA (so does a backend at 0 by scale to zero or
+standby, see :mod:`.scale`, which is pinned to the replicas the controller sets): no serving pod starts before its weights
 are on the volume. Once filled, the Deployment carries
 ``ballast.dev/cache-served: <claim>/<key>`` and scales as its spec says.
 """
@@ -68,8 +69,11 @@ def held(backend: Backend, use: CacheUse | None) -> bool:
     return use is not None and not use.ready
 
 
-def deployment(svc: LLMService, backend: Backend, use: CacheUse | None = None) -> Obj:
-    """The Deployment running ``backend``'s engine (``use``: its cache directory, if any)."""
+def deployment(
+    svc: LLMService, backend: Backend, use: CacheUse | None = None, pin: int | None = None
+) -> Obj:
+    """The Deployment running ``backend``'s engine (``use``: its cache directory, if any;
+    ``pin``: the replicas the controller sets while the backend is at or leaving 0)."""
     _require_pods(backend)
     health = backend.health if backend.health is not None else Health()
     use = cache_use(backend, use)
@@ -82,6 +86,8 @@ def deployment(svc: LLMService, backend: Backend, use: CacheUse | None = None) -
     }
     if use is not None and not use.ready:
         spec["replicas"] = 0
+    elif pin is not None:
+        spec["replicas"] = pin
     elif backend.scaling is None:
         spec["replicas"] = 1 if backend.replicas is None else backend.replicas
     name = backend_name(svc.name, backend.name)

@@ -89,9 +89,20 @@ def test_help_lists_flags_and_env_vars() -> None:
     out = subprocess.run([*CLI, "--help"], capture_output=True, text=True, timeout=30, check=True)
     for flag in ("--routes", "--namespace", "--host", "--port", "--max-body-bytes", "--log-level",
                  "--metrics-port", "--auth", "--auth-namespace", "--body-timeout",
-                 "--max-connections"):  # fmt: skip
+                 "--max-connections", "--hold-keepalive-seconds"):  # fmt: skip
         assert flag in out.stdout
     assert "BALLAST_GATEWAY_ROUTES" in out.stdout
+
+
+def test_a_keep_alive_interval_of_zero_fails_fast(tmp_path: Path) -> None:
+    routes = tmp_path / "routes.json"
+    routes.write_text(json.dumps(table("chat", [backend_row("a", "http://127.0.0.1:9/v1")])))
+    out = subprocess.run(
+        [*CLI, "--routes", str(routes), "--port", "0", "--hold-keepalive-seconds", "0"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert "--hold-keepalive-seconds" in out.stderr
 
 
 def test_keys_without_a_kubernetes_api_fail_fast(tmp_path: Path) -> None:

@@ -265,6 +265,26 @@ async def test_the_openai_sdk_reads_a_held_stream_and_its_timeout(
     assert texts == ["pod-0-0 ", "pod-0-1 ", "pod-0-2 "]
 
 
+@pytest.mark.parametrize("status", [500, 400])
+async def test_an_error_after_the_early_commit_arrives_as_an_sse_error_event(
+    backend: BackendFactory, gateway: GatewayFactory, status: int
+) -> None:
+    pod = await backend("pod-0")
+    pod.behave("status", status=status)
+    gw, endpoints = await hold_gateway(gateway, hold_table(gpu_row()), hold_keepalive_seconds=0.2)
+    body = {"model": "chat", "messages": MESSAGES, "stream": True}
+    url = gw.base_url + "/chat/completions"
+    async with aiohttp.ClientSession() as http, http.post(url, json=body) as r:
+        assert r.status == 200
+        assert await r.content.readuntil(b"\n\n") == b": keep-alive\n\n"
+        endpoints.apply("ADDED", pod_slice(pod))
+        rest = (await r.content.read()).decode()
+    events = [e for e in rest.split("\n\n") if e.startswith("data:")]
+    assert len(events) == 1
+    error = json.loads(events[0][5:])["error"]
+    assert error["message"] == f"pod-0 says {status}"  # the engine's own error, passed on
+
+
 @pytest.mark.parametrize("stream", [False, True])
 async def test_a_client_leaving_while_held_frees_its_place(
     backend: BackendFactory, gateway: GatewayFactory, stream: bool

@@ -82,7 +82,7 @@ bench: install
 bench-realmodel: install cluster-bin llama-bin
 	$(BIN)/python bench/realmodel_bench.py
 
-## demo: Ballast end to end with a real model on a local control plane (a configured kube context is left untouched)
+## demo: Ballast end to end with a real model: in the current kube context's cluster when it answers, else on a local control plane
 demo: install
 	$(BIN)/python hack/demo.py
 

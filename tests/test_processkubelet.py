@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from ballast.render import deployment
 from tests.cluster.processkubelet import (
@@ -15,9 +18,12 @@ from tests.cluster.processkubelet import (
     PathMap,
     Probe,
     TranslationError,
+    ballast_command_line,
     command_line,
+    is_ballast,
     is_llamacpp,
 )
+from tests.cluster.tools import tools_dir
 from tests.factories import backend, make_llmservice
 
 SERVER = Path("/opt/llama/bin/llama-server")
@@ -94,3 +100,51 @@ def test_untranslatable_specs_are_refused(tmp_path: Path) -> None:
         EngineProcess(pod, "10.245.0.9", SERVER, tmp_path, {}, {}, {})
     with pytest.raises(TranslationError, match="httpGet"):
         Probe({"exec": {"command": ["true"]}}, pod["spec"]["containers"][0], "10.245.0.9")
+
+
+def chart_pod(component: str) -> dict[str, Any]:
+    """A pod of the chart's ``component`` Deployment (as `helm template` renders it)."""
+    repo = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [str(tools_dir() / "helm"), "template", "ballast", str(repo / "charts" / "ballast"),
+         "-n", "ballast-system"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    for obj in yaml.safe_load_all(out.stdout):
+        if (
+            obj
+            and obj["kind"] == "Deployment"
+            and obj["metadata"]["name"] == f"ballast-{component}"
+        ):
+            template = obj["spec"]["template"]
+            meta = {
+                **template["metadata"],
+                "name": f"ballast-{component}-x",
+                "namespace": "ballast-system",
+            }
+            return {"metadata": meta, "spec": template["spec"]}
+    raise AssertionError(component)
+
+
+def test_the_charts_pods_run_as_ballast_commands_bound_to_the_pod_address() -> None:
+    paths = PathMap({"/tmp": Path("/work/tmp")}, {})
+    gateway = chart_pod("gateway")
+    assert is_ballast(gateway)
+    assert not is_llamacpp(gateway)
+    argv, env, cwd = ballast_command_line(gateway, "10.245.1.2", paths)
+    assert argv[:4] == [sys.executable, "-m", "ballast.cli", "gateway"]
+    assert "--host=10.245.1.2" in argv  # the image listens on every interface: here, the pod's
+    assert env["POD_ID"] == "ballast-gateway-x"  # the downward API's metadata.name
+    assert env["POD_NAMESPACE"] == "ballast-system"
+    assert cwd == "/work/tmp"
+    operator = chart_pod("operator")
+    argv, env, _ = ballast_command_line(operator, "10.245.1.3", paths)
+    assert argv[3] == "run"
+    assert "--liveness=http://10.245.1.3:8081/healthz" in argv
+    assert not any("0.0.0.0" in a for a in argv)
+    assert env["BALLAST_METRICS_ADDRESS"] == "10.245.1.3"
+    assert env["BALLAST_GATEWAY_SERVICE"] == "ballast-system/ballast-gateway-internal"
+    with_command = copy.deepcopy(operator)
+    with_command["spec"]["containers"][0]["command"] = ["/bin/sh"]
+    with pytest.raises(TranslationError, match="command"):
+        ballast_command_line(with_command, "10.245.1.3", paths)

@@ -32,6 +32,19 @@ A pod spec it cannot translate (a `command`, a probe other than httpGet, a claim
 local directory) is a `TranslationError`, kept in `errors` (so `stop()` raises it) and
 raised again on every pass: the pod is never reported Ready.
 
+Ballast's own pods (the chart's operator and gateway, image `ghcr.io/ballast-dev/ballast`)
+run too when the kubelet is given `credentials` (a ServiceAccount's kubeconfig, see
+`ProcessKubelet`): the container's args after `python -m ballast.cli`, with
+
+| pod spec | here |
+| --- | --- |
+| the image's entrypoint `ballast` | this interpreter's `python -m ballast.cli` |
+| `0.0.0.0` in an argument (`--liveness=http://0.0.0.0:8081/healthz`), the gateway's default `--host` | the pod's address |
+| the operator's metrics address (default 0.0.0.0) | `BALLAST_METRICS_ADDRESS=<pod IP>` |
+| `env` `valueFrom.fieldRef` `metadata.name` / `metadata.namespace` | the pod's name / namespace |
+| the ServiceAccount token mounted in the pod | `KUBECONFIG`: a kubeconfig with a TokenRequest token of the pod's `serviceAccountName` |
+| cluster DNS for the operator's probes of `<svc>.<ns>.svc` | `BALLAST_PROBE_URL_OVERRIDE` to the `ServiceProxy` (when given) |
+
 Everything else about the pod (status, EndpointSlices, deletion) is the fake kubelet's.
 `ServiceProxy` stands in for kube-proxy for the operator's health probes: the operator
 probes self-hosted backends through their Service, and no ClusterIP is reachable here.
@@ -40,16 +53,18 @@ probes self-hosted backends through their Service, and no ClusterIP is reachable
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -99,6 +114,39 @@ class PathMap:
 def is_llamacpp(pod: JSON) -> bool:
     containers = pod["spec"]["containers"]
     return bool(containers) and bool(LLAMACPP_IMAGE.match(containers[0].get("image", "")))
+
+
+#: Ballast's own image (any tag): its entrypoint is the `ballast` command.
+BALLAST_IMAGE = re.compile(r"^ghcr\.io/ballast-dev/ballast(:[\w.-]+)?$")
+
+
+def is_ballast(pod: JSON) -> bool:
+    containers = pod["spec"]["containers"]
+    return bool(containers) and bool(BALLAST_IMAGE.match(containers[0].get("image", "")))
+
+
+def ballast_command_line(
+    pod: JSON, ip: str, paths: PathMap
+) -> tuple[list[str], dict[str, str], str]:
+    """argv, environment and working directory of a Ballast pod (operator or gateway) run here."""
+    meta = pod["metadata"]
+    container = pod["spec"]["containers"][0]
+    fields = {"metadata.name": meta["name"], "metadata.namespace": meta["namespace"]}
+    env: dict[str, str] = {}
+    for var in container.get("env") or []:
+        ref = ((var.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
+        if "value" in var:
+            env[var["name"]] = _expand(var["value"], env)
+        elif ref in fields:
+            env[var["name"]] = fields[ref]
+    if container.get("command"):
+        raise TranslationError("a `command` replaces the image entrypoint: not supported here")
+    args = [_expand(a, env).replace("0.0.0.0", ip) for a in container.get("args") or []]
+    if args[:1] == ["gateway"] and not any(a == "--host" or a.startswith("--host=") for a in args):
+        args.append(f"--host={ip}")
+    env["BALLAST_METRICS_ADDRESS"] = ip
+    workdir = paths.translate(container.get("workingDir") or "/tmp")
+    return [sys.executable, "-m", "ballast.cli", *args], env, workdir
 
 
 def _expand(value: str, env: Mapping[str, str]) -> str:
@@ -201,7 +249,7 @@ class EngineProcess:
                 raise TranslationError(f"volumeMount {mount['name']!r} names no volume")
             mounts[mount["mountPath"]] = self._volume_dir(volume, claims, host_paths)
         self.paths = PathMap(mounts, image_dirs)
-        self.argv, env, self.cwd = command_line(pod, ip, server, self.paths)
+        self.argv, env, self.cwd = self.command_line(pod, ip, server)
         base = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "TZ")}
         self.env = {**base, **env}
         probes = {k: self.container.get(f"{k}Probe") for k in ("startup", "readiness", "liveness")}
@@ -225,6 +273,11 @@ class EngineProcess:
         self._thread: threading.Thread | None = None
         #: first restart back-off in seconds (doubles per restart, at most BACKOFF_MAX)
         self.backoff = BACKOFF_START
+
+    def command_line(
+        self, pod: JSON, ip: str, server: Path
+    ) -> tuple[list[str], dict[str, str], str]:
+        return command_line(pod, ip, server, self.paths)
 
     def _volume_dir(
         self, volume: JSON, claims: Mapping[str, Path], host_paths: Mapping[str, Path]
@@ -421,6 +474,20 @@ class EngineProcess:
                         failures = dict.fromkeys(failures, 0)
 
 
+class BallastProcess(EngineProcess):
+    """A Ballast pod (the chart's operator or gateway) as a local `ballast` process."""
+
+    def __init__(self, pod: JSON, ip: str, workdir: Path, env: Mapping[str, str]) -> None:
+        self.extra_env = dict(env)
+        super().__init__(pod, ip, Path(sys.executable), workdir, {}, {}, {})
+
+    def command_line(
+        self, pod: JSON, ip: str, server: Path
+    ) -> tuple[list[str], dict[str, str], str]:
+        argv, env, cwd = ballast_command_line(pod, ip, self.paths)
+        return argv, {**env, **self.extra_env}, cwd
+
+
 class ProcessKubelet(FakeKubelet):
     """The fake kubelet, running llamacpp pods as real `llama-server` processes."""
 
@@ -434,22 +501,32 @@ class ProcessKubelet(FakeKubelet):
         image_dirs: Mapping[str, Path] | None = None,
         claims: Mapping[str, Path] | None = None,
         host_paths: Mapping[str, Path] | None = None,
+        credentials: Callable[[str, str], Path] | None = None,
+        probe_override: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(api, node_name, **kwargs)
+        #: (namespace, ServiceAccount) -> a kubeconfig with its token: runs Ballast's own pods
+        self.credentials = credentials
+        self.probe_override = probe_override
         self.server = Path(server)
         self.workdir = Path(workdir)
         self.image_dirs = dict(image_dirs or {})
         self.claims = dict(claims or {})
         self.host_paths = dict(host_paths or {})
 
+    def _runs_ballast(self, pod: JSON) -> bool:
+        return self.credentials is not None and is_ballast(pod)
+
     def _is_served(self, pod: JSON) -> bool:
-        return is_llamacpp(pod) or super()._is_served(pod)
+        return is_llamacpp(pod) or self._runs_ballast(pod) or super()._is_served(pod)
 
     def _new_engine(self, pod: JSON, ip: str) -> Any:
-        if not is_llamacpp(pod):
+        if not is_llamacpp(pod) and not self._runs_ballast(pod):
             return super()._new_engine(pod, ip)
         try:
+            if self._runs_ballast(pod):
+                return self._ballast(pod, ip)
             return EngineProcess(
                 pod, ip, self.server, self.workdir, self.image_dirs, self.claims, self.host_paths
             )
@@ -459,6 +536,15 @@ class ProcessKubelet(FakeKubelet):
             if not any(str(e) == str(failure) for e in self.errors):
                 self.errors.append(failure)
             raise failure from None
+
+    def _ballast(self, pod: JSON, ip: str) -> BallastProcess:
+        assert self.credentials is not None
+        meta = pod["metadata"]
+        account = pod["spec"].get("serviceAccountName") or "default"
+        env = {"KUBECONFIG": str(self.credentials(meta["namespace"], account))}
+        if self.probe_override is not None:
+            env["BALLAST_PROBE_URL_OVERRIDE"] = json.dumps({"*": self.probe_override})
+        return BallastProcess(pod, ip, self.workdir, env)
 
     def _unready(self, pod: JSON) -> set[str] | None:
         key = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"

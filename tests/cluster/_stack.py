@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,9 +19,11 @@ import pytest
 from ._llmservices import listable
 from ._operator import AuditedPlane, Fleet, OperatorProcess
 from ._release import CHART, CRD_PATH, Release, helm_for
-from .kubeapi import JSON, KubeApi, established
+from .controlplane import ControlPlane
+from .fakeengine import add_address, remove_address
+from .kubeapi import JSON, ApiError, KubeApi, established
 from .poll import wait_for
-from .procs import free_port
+from .procs import ManagedProcess, free_port
 
 RELEASE = Release("ballast", "ballast-system")
 OPERATOR_USER = RELEASE.user("operator")
@@ -104,3 +108,111 @@ def running_operator(
             yield op
         finally:
             op.stop()
+
+
+# --- `ballast gateway` as a local process that the operator finds as the chart's gateway ---
+
+#: The local gateway's address on `lo`: in the served range (the API server refuses
+#: loopback in EndpointSlices) but far above what the fake kubelet hands out to pods.
+GATEWAY_IP = "10.245.255.10"
+#: managed-by of the gateway's hand-made EndpointSlice: the EndpointSlice controller
+#: leaves slices it does not manage alone.
+SLICE_MANAGER = "tests.ballast.dev"
+
+
+class LocalGateway:
+    """`ballast gateway` with the chart's gateway ServiceAccount token, listening (API and
+    metrics) on a private address on `lo`, and an EndpointSlice for the chart's headless
+    `<release>-gateway-internal` Service that lists it, so the operator reads its demand
+    report through `BALLAST_GATEWAY_SERVICE` as it would a gateway pod's."""
+
+    def __init__(
+        self,
+        plane: ControlPlane,
+        release: Release,
+        workdir: Path,
+        namespaces: list[str],
+        host: str = GATEWAY_IP,
+        extra: tuple[str, ...] = (),
+    ) -> None:
+        self.plane, self.release, self.host = plane, release, host
+        self.port, self.metrics_port = free_port(), free_port()
+        token = plane.token_for(release.namespace, release.serviceaccount("gateway"))
+        kubeconfig = plane.kubeconfig_for_token(token, workdir / "gateway.kubeconfig", "gateway")
+        argv = [sys.executable, "-m", "ballast.cli", "gateway", "--kubeconfig", str(kubeconfig),
+                "--host", host, "--port", str(self.port), "--metrics-port", str(self.metrics_port),
+                "--auth", "none", "--log-format", "text", *extra]  # fmt: skip
+        for ns in namespaces:
+            argv += ["--namespace", ns]
+        self.process = ManagedProcess("gateway", argv, workdir / "gateway.log")
+        self.slice_name = f"{release.name}-gateway-internal-local"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def service(self) -> str:
+        return f"{self.release.name}-gateway-internal"
+
+    def demand(self) -> JSON:
+        url = f"http://{self.host}:{self.metrics_port}/internal/demand"
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return json.loads(r.read())  # type: ignore[no-any-return]
+
+    def metrics(self) -> str:
+        url = f"http://{self.host}:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return str(r.read().decode())
+
+    def _ready(self) -> bool:
+        with urllib.request.urlopen(f"http://{self.host}:{self.port}/readyz", timeout=5) as r:
+            return bool(r.status == 200)
+
+    def _slice(self) -> JSON:
+        return {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": self.slice_name,
+                "namespace": self.release.namespace,
+                "labels": {
+                    "kubernetes.io/service-name": self.service,
+                    "endpointslice.kubernetes.io/managed-by": SLICE_MANAGER,
+                },
+            },
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [self.host], "conditions": {"ready": True}}],
+            "ports": [{"name": "metrics", "port": self.metrics_port, "protocol": "TCP"}],
+        }
+
+    def start(self) -> LocalGateway:
+        add_address(self.host)
+        self.process.start()
+        self.process.wait_until(self._ready, timeout=60, what="ready")
+        path = f"/apis/discovery.k8s.io/v1/namespaces/{self.release.namespace}/endpointslices"
+        self.plane.api.post(path, self._slice())
+        return self
+
+    def stop(self) -> None:
+        self.process.stop()
+        path = (
+            f"/apis/discovery.k8s.io/v1/namespaces/{self.release.namespace}"
+            f"/endpointslices/{self.slice_name}"
+        )
+        try:
+            self.plane.api.delete(path)
+        except ApiError as err:
+            if err.status != 404:
+                raise
+        remove_address(self.host)
+
+    def __enter__(self) -> LocalGateway:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()

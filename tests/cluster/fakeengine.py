@@ -9,6 +9,11 @@ prompts it served, how many requests, and the most it had in flight at once. `ki
 makes it refuse connections like a crashed container (the address stays, as the pod's
 does); `drain()` waits for requests in flight to finish, then stops, like a container
 stopping after SIGTERM; `remove()` stops it and takes its address off `lo`.
+
+`received` holds the monotonic time each request arrived (benchmarks measure dispatch
+delays from it). Set `fail_status` (e.g. 503) to answer every request, probes included,
+with that status and an OpenAI error body: on 127.0.0.1 with port 0 (the port chosen at
+`start()`), a FakeEngine is also an external OpenAI-compatible API a test can break.
 """
 
 from __future__ import annotations
@@ -51,6 +56,10 @@ def remove_address(ip: str) -> None:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # A real engine's listen backlog (uvicorn: 2048), not socketserver's 5: a burst of held
+    # requests released at once opens ~100 connections together, and with 5 the kernel
+    # drops the rest of the handshakes and those requests hang.
+    request_queue_size = 1024
 
 
 class FakeEngine:
@@ -63,6 +72,9 @@ class FakeEngine:
         self.in_flight = 0
         self.max_in_flight = 0
         self.prompts: list[str] = []
+        self.received: list[float] = []
+        self.fail_status: int | None = None
+        self.failed = 0
         self.first_served_at: float | None = None
         self._lock = threading.Lock()
         self._conns: set[socket.socket] = set()
@@ -78,6 +90,7 @@ class FakeEngine:
         if self.on_lo_address:
             add_address(self.ip)
         self._server = _Server((self.ip, self.port), _handler(self))
+        self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         return self
@@ -107,8 +120,14 @@ class FakeEngine:
             time.sleep(0.01)
         self.kill()
 
+    @property
+    def url(self) -> str:
+        """The OpenAI base URL of this engine (for an external backend's `url`)."""
+        return f"http://{self.ip}:{self.port}/v1"
+
     def _begin(self, prompt: str) -> None:
         with self._lock:
+            self.received.append(time.monotonic())
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             self.prompts.append(prompt)
@@ -140,11 +159,19 @@ def _handler(engine: FakeEngine) -> type[BaseHTTPRequestHandler]:
             pass
 
         def do_GET(self) -> None:
+            if engine.fail_status is not None:
+                self._send(engine.fail_status, _error(engine.fail_status))
+                return
             self._send(200, {"status": "ok"})
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length) or b"{}")
+            if engine.fail_status is not None:
+                with engine._lock:
+                    engine.failed += 1
+                self._send(engine.fail_status, _error(engine.fail_status))
+                return
             messages = body.get("messages") or [{}]
             engine._begin(str(messages[-1].get("content", "")))
             try:
@@ -164,6 +191,10 @@ def _handler(engine: FakeEngine) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(data)
 
     return Handler
+
+
+def _error(status: int) -> dict[str, Any]:
+    return {"error": {"message": f"fake engine told to answer {status}", "type": "server_error"}}
 
 
 def _completion(model: str, pod: str) -> dict[str, Any]:

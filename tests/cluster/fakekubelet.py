@@ -21,6 +21,13 @@ message): then they are reported Succeeded (exit 0) or Failed, with the containe
 terminated as a kubelet reports it. The default outcome is an immediate success with
 an empty message; a test sets its own (None keeps the pod Running).
 
+Pods the operator renders carry no annotation; a test makes them served with
+`serve(namespace, labels, ready_after=N)`: every pod of the namespace (matching the
+labels, if given) is served, and reports Ready only N seconds after the kubelet first
+reported it Running (a model load; `math.inf`: never). `marks` records, per
+"namespace/pod", when the pod was bound, first reported Running and first reported
+Ready (monotonic and wall-clock time of the successful status write), for benchmarks.
+
 It polls the API from a background thread; `sync()` runs one pass synchronously.
 """
 
@@ -30,7 +37,8 @@ import datetime as dt
 import ipaddress
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
@@ -195,6 +203,37 @@ def _summary(status: JSON) -> tuple[Any, ...]:
     return status.get("phase"), status.get("podIP"), tuple(conditions), tuple(containers)
 
 
+@dataclass(frozen=True)
+class ServeRule:
+    """Pods of `namespace` whose labels include `labels` are served; Ready `ready_after`
+    seconds after they first run."""
+
+    namespace: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    ready_after: float = 0.0
+
+    def matches(self, pod: JSON) -> bool:
+        meta = pod["metadata"]
+        if meta.get("namespace") != self.namespace:
+            return False
+        labels = meta.get("labels") or {}
+        return all(labels.get(k) == v for k, v in self.labels.items())
+
+
+@dataclass
+class PodMarks:
+    """When the kubelet did what to one pod: (monotonic, wall-clock) pairs, None until then."""
+
+    labels: Mapping[str, str]
+    bound: tuple[float, float] | None = None
+    running: tuple[float, float] | None = None
+    ready: tuple[float, float] | None = None
+
+
+def _mark() -> tuple[float, float]:
+    return time.monotonic(), time.time()
+
+
 class FakeKubelet:
     """One fake Node and the pods on it. Start/stop, or use as a context manager."""
 
@@ -231,6 +270,10 @@ class FakeKubelet:
         self._draining: dict[str, threading.Thread] = {}
         #: how pods that run to completion end (see the module docstring)
         self.job_outcome: JobOutcome = lambda pod: (0, "")
+        #: pods served without the annotation, and their readiness delay (see `serve`)
+        self.serve_rules: list[ServeRule] = []
+        #: "namespace/pod" -> when it was bound, first Running, first Ready
+        self.marks: dict[str, PodMarks] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -272,6 +315,39 @@ class FakeKubelet:
                 raise
         if self.errors:
             raise RuntimeError(f"fake kubelet failed: {self.errors[0]!r}") from self.errors[0]
+
+    def serve(
+        self, namespace: str, labels: Mapping[str, str] | None = None, ready_after: float = 0.0
+    ) -> ServeRule:
+        """Serve the pods of `namespace` (with `labels`), Ready `ready_after` s after they run.
+
+        The first matching rule wins; `unserve` removes one."""
+        rule = ServeRule(namespace, dict(labels or {}), ready_after)
+        self.serve_rules.append(rule)
+        return rule
+
+    def unserve(self, rule: ServeRule) -> None:
+        if rule in self.serve_rules:
+            self.serve_rules.remove(rule)
+
+    def _rule(self, pod: JSON) -> ServeRule | None:
+        return next((r for r in list(self.serve_rules) if r.matches(pod)), None)
+
+    def _held_back(self, key: str, pod: JSON) -> bool:
+        """True while a served pod's readiness delay (its rule's `ready_after`) runs."""
+        rule = self._rule(pod)
+        if rule is None or not rule.ready_after:
+            return False
+        marks = self.marks.get(key)
+        if marks is None or marks.running is None:
+            return True
+        return time.monotonic() - marks.running[0] < rule.ready_after
+
+    def _marks(self, key: str, pod: JSON) -> PodMarks:
+        marks = self.marks.get(key)
+        if marks is None:
+            marks = self.marks[key] = PodMarks(dict(pod["metadata"].get("labels") or {}))
+        return marks
 
     def register_node(self) -> None:
         """Create (or take over) the Node and report it Ready with its capacity."""
@@ -384,7 +460,9 @@ class FakeKubelet:
 
     def _is_served(self, pod: JSON) -> bool:
         """True for a pod that gets its own address and an engine."""
-        return (pod["metadata"].get("annotations") or {}).get(SERVE_ANNOTATION) == "true"
+        if (pod["metadata"].get("annotations") or {}).get(SERVE_ANNOTATION) == "true":
+            return True
+        return self._rule(pod) is not None
 
     def _unready(self, pod: JSON) -> set[str] | None:
         """The pod's containers that are not ready (None: as the not-ready annotation says)."""
@@ -409,6 +487,8 @@ class FakeKubelet:
         if not node:
             if self._schedulable(pod):
                 self.api.post(f"{base}/binding", self._binding(meta["name"]))
+                if self.serve_rules:
+                    self._marks(f"{meta['namespace']}/{meta['name']}", pod).bound = _mark()
             return
         if node != self.node_name or pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
             return
@@ -424,13 +504,29 @@ class FakeKubelet:
             pod_ip = self._serve(pod, current.get("podIP"))
         else:
             pod_ip = current.get("podIP") or next(self._ips)
-        wanted = desired_status(pod, pod_ip, self.host_ip, self._unready(pod))
+        key = f"{meta['namespace']}/{meta['name']}"
+        unready = self._unready(pod)
+        if self.serve_rules and self._held_back(key, pod):
+            unready = {c["name"] for c in spec["containers"]}
+        wanted = desired_status(pod, pod_ip, self.host_ip, unready)
         if _runs_to_completion(pod) and current.get("phase") == "Running":
             outcome = self.job_outcome(pod)
             if outcome is not None:
                 wanted = finished_status(pod, pod_ip, self.host_ip, *outcome)
         if _summary(wanted) != _summary(current):
             self.api.merge_patch(f"{base}/status", {"status": wanted})
+            if self.serve_rules:
+                self._mark_status(key, pod, wanted)
+
+    def _mark_status(self, key: str, pod: JSON, status: JSON) -> None:
+        marks = self._marks(key, pod)
+        if status.get("phase") == "Running" and marks.running is None:
+            marks.running = _mark()
+        ready = any(
+            c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", [])
+        )
+        if ready and marks.ready is None:
+            marks.ready = _mark()
 
     def _schedulable(self, pod: JSON) -> bool:
         spec = pod["spec"]

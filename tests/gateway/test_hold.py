@@ -216,6 +216,46 @@ async def test_a_warm_backend_that_fails_is_tried_first_then_the_request_waits(
     assert report[("ai", "chat", "gpu")]["requests"] == 1  # held, then sent: counted once
 
 
+async def test_a_request_to_a_pod_going_away_is_held_until_a_new_pod_is_ready(
+    backend: BackendFactory, gateway: GatewayFactory
+) -> None:
+    """The race of a scale to zero: the slices still list the pod, which refuses: held, not
+    failed, and served by the pod the demand brings up."""
+    old = await backend("pod-old")
+    gw, endpoints = await hold_gateway(gateway, hold_table(gpu_row()))
+    endpoints.apply("ADDED", pod_slice(old))
+    old.kill()  # stopped, its slice not updated yet
+    client = async_client(gw)
+    task = asyncio.create_task(
+        client.chat.completions.with_raw_response.create(model="chat", messages=MESSAGES)
+    )
+    await eventually(lambda: held(gw) == 1)
+    assert (await demand(gw))[("ai", "chat", "gpu")]["held"] == 1  # the operator wakes it
+    endpoints.apply("DELETED", pod_slice(old))  # the slice catches up: still nothing ready
+    await asyncio.sleep(0.2)
+    assert not task.done()
+    new = await backend("pod-new")
+    endpoints.apply("ADDED", pod_slice(new))
+    raw = await task
+    assert raw.http_response.status_code == 200
+    assert raw.headers[COLD] == "true"
+    assert len(new.seen) == 1
+
+
+async def test_a_pod_answering_5xx_is_not_held_for(
+    backend: BackendFactory, gateway: GatewayFactory
+) -> None:
+    """Only refused connections mean "going away": a failing engine's error comes back."""
+    pod = await backend("pod-0")
+    pod.behave("status", status=500)
+    gw, endpoints = await hold_gateway(gateway, hold_table(gpu_row()))
+    endpoints.apply("ADDED", pod_slice(pod))
+    client = async_client(gw)
+    with pytest.raises(openai.InternalServerError):
+        await client.chat.completions.create(model="chat", messages=MESSAGES)
+    assert held(gw) == 0
+
+
 async def test_a_held_stream_gets_keep_alives_then_the_real_stream(
     backend: BackendFactory, gateway: GatewayFactory
 ) -> None:

@@ -38,9 +38,7 @@ def gateway_name() -> str:
     """This gateway's name in reports: its pod name (``$POD_ID``, as the chart sets it from
     the downward API, or ``$POD_NAME``), else ``$HOSTNAME``, else the host name."""
     env = os.environ
-    return (
-        env.get("POD_ID") or env.get("POD_NAME") or env.get("HOSTNAME") or socket.gethostname()
-    )
+    return env.get("POD_ID") or env.get("POD_NAME") or env.get("HOSTNAME") or socket.gethostname()
 
 
 class DemandBoard:

@@ -243,6 +243,9 @@ class Proxy:
         failures: list[Failure] = []
         previous: RouteBackend | None = None
         visited: set[str] = set()
+        #: Backends with hold whose every listed pod refused the connection: pods going away
+        #: (a scale to zero under way, the slices not updated yet); waited for like a cold one.
+        vanished: set[str] = set()
         for backend in ctx.route.router.candidates(self.board, self.rng):
             if ctx.attempts >= table.fallback.max_attempts:
                 break
@@ -253,15 +256,23 @@ class Proxy:
             if admission is Admission.DENIED:
                 continue
             visited.add(backend.name)
+            tried = len(failures)
             done = await self._admitted(ctx, backend, previous, breaker, admission, failures)
             previous = backend
             if isinstance(done, web.StreamResponse):
                 return done
             if done is _STOP:
                 return await self._give_up(ctx, failures, previous)
+            mine = failures[tried:]
+            if (
+                backend.hold is not None
+                and mine
+                and all(f.kind is FailureKind.CONNECT_FAILURE for f in mine)
+            ):
+                vanished.add(backend.name)
         target = self.holds.target(table)
-        if target is not None and target.name not in visited:
-            return await self._serve_held(ctx, target, previous, failures)
+        if target is not None and (target.name not in visited or target.name in vanished):
+            return await self._serve_held(ctx, target, previous, failures, target.name in vanished)
         return await self._give_up(ctx, failures, previous)
 
     async def _serve_held(
@@ -270,11 +281,13 @@ class Proxy:
         backend: RouteBackend,
         previous: RouteBackend | None,
         failures: list[Failure],
+        vanished: bool = False,
     ) -> web.StreamResponse:
         """Nothing else answered: wait for ``backend`` (the table's first with ``hold``) to
-        have a ready pod unless it has one, then visit it."""
+        have a ready pod unless it has one (``vanished``: the pods listed refused, so wait for
+        the slices to list a ready one again), then visit it."""
         waited = False
-        if self.holds.cold(backend):
+        if vanished or self.holds.cold(backend):
             refused = await self.cold.hold(ctx, backend)
             if refused is not None:
                 return refused

@@ -103,3 +103,47 @@ async def test_a_namespaced_operator_ignores_other_namespaces(tmp_path: Path) ->
         assert away is not None
         assert "status" not in away
         assert not list(cluster.store.items(cluster.kind("deployments"), "other"))
+
+
+async def test_a_restart_keeps_backends_at_zero_and_standbys_where_they_are(
+    tmp_path: Path,
+) -> None:
+    """Scale-to-zero and standby state is read back from the children and the status: a
+    restart neither moves a backend nor rewrites its status."""
+    async with emulated(tmp_path) as cluster:
+        zero = {"minReplicas": 0, "maxReplicas": 2, "idleAfterSeconds": 60}
+        cluster.create(service_obj("sleepy", hosted("gpu", scaling=zero)))
+        standby = {"activateAfterSeconds": 0, "cooldownSeconds": 3600}
+        cluster.create(
+            service_obj(
+                "backup",
+                remote(cluster.fleet, "backup", priority=0),
+                hosted("local", priority=1, replicas=1, standby=standby),
+            )
+        )
+        cluster.fleet.set("ai/backup/cloud", False)  # the standby comes up and stays Active
+        await cluster.wait_phase("sleepy", "Ready", seconds=20)
+        await eventually(
+            lambda: [b for b in cluster.status("backup").get("backends", [])
+                     if (b.get("standby") or {}).get("state") == "Active"],
+            seconds=30, what="standby active",
+        )  # fmt: skip
+        cluster.fleet.set("ai/backup/cloud", True)
+        await eventually(
+            lambda: [b for b in cluster.status("backup").get("backends", [])
+                     if (b.get("standby") or {}).get("state") == "Cooling"],
+            seconds=30, what="standby cooling",
+        )  # fmt: skip
+        await _quiet(cluster)
+        before = {n: cluster.status(n) for n in ("sleepy", "backup")}
+        assert cluster.operator is not None
+        await cluster.operator.stop()
+        start = len(cluster.api.requests)
+        await cluster.operator.start()
+        await asyncio.sleep(4)
+        writes = cluster.operator_writes(start)
+        assert writes == [], [
+            (w.url.path, w.data.get("status", {}).get("backends")) for w in writes
+        ]
+        assert {n: cluster.status(n) for n in ("sleepy", "backup")} == before
+        assert cluster.get("deployments", "sleepy-gpu")["spec"]["replicas"] == 0

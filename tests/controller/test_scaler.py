@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from ballast import render
@@ -173,9 +174,24 @@ def test_state_on_first_sight_comes_from_the_children() -> None:
     assert infer(s, name, {dep: child("Deployment", 2)}, None, NOW).state == WARMING
     assert infer(s, name, {dep: child("Deployment", 2, ready=1)}, None, NOW).state == ACTIVE
     cold = BackendStatus(
-        name="b", engine="vllm", standby=StandbyStatus(state=StandbyState.COLD, since="x")
+        name="b",
+        engine="vllm",
+        standby=StandbyStatus(state=StandbyState.COLD, since="x", reason="cooled down"),
     )
-    assert infer(s, name, {}, cold, NOW).since == "x"
+    again = infer(s, name, {}, cold, NOW)
+    assert (again.since, again.reason) == ("x", "cooled down")  # a restart rewrites nothing
+    assert infer(s, name, {dep: child("Deployment", 2)}, cold, NOW).since == NOW
+    # Cooling looks like Active from the children: the status says which, and since when
+    long_ago = "2000-01-01T00:00:00Z"
+    cooling = BackendStatus(
+        name="b", engine="vllm", standby=StandbyStatus(state=StandbyState.COOLING, since=long_ago)
+    )
+    up = {dep: child("Deployment", 2, ready=1)}
+    power = infer(s, name, up, cooling, NOW)
+    assert (power.state, power.since) == (COOLING, long_ago)
+    change = step(s, power, Signals(Demand(), 1), time.monotonic(), NOW)
+    assert change is not None
+    assert change.after == COLD
 
 
 def test_rendering_follows_the_pins() -> None:

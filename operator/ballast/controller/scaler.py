@@ -23,6 +23,8 @@ exist, so a restart neither writes nor moves a backend.
 
 from __future__ import annotations
 
+import datetime
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
@@ -46,6 +48,8 @@ COOLING: Final = StandbyState.COOLING.value
 AT_ZERO: Final = frozenset({ASLEEP, COLD})
 COMING_UP: Final = frozenset({WAKING, WARMING})
 STANDBY_UP: Final = frozenset({WARMING, ACTIVE, COOLING})
+#: The standby states that look alike from the children (up, with a ready pod).
+UP: Final = frozenset({ACTIVE, COOLING})
 
 
 @dataclass
@@ -104,6 +108,17 @@ class Change:
     warning: bool = False
 
 
+def _age(stamp: str | None) -> float:
+    """Seconds since an RFC 3339 time (0 when unknown or unreadable)."""
+    if not stamp:
+        return 0.0
+    try:
+        then = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return 0.0
+    return max(0.0, (datetime.datetime.now(datetime.UTC) - then).total_seconds())
+
+
 def pin(backend: Backend, power: Power | None) -> int | None:
     """The replicas the controller sets in ``power``'s state; None: the spec's or the HPA's."""
     if power is None:
@@ -148,9 +163,15 @@ def infer(
             state = ACTIVE
         else:
             state = WARMING
-        before = shown.standby.state.value if shown and shown.standby else None
-        since = shown.standby.since if shown and shown.standby and before == state else None
-        return Power(state, since or now, "seen at start-up")
+        was = shown.standby if shown is not None else None
+        if was is not None and (was.state.value == state or {was.state.value, state} == UP):
+            # a restart: the status stays as it was (Cooling looks like Active from the
+            # children; its cooldown counts from when it began, by the wall clock)
+            power = Power(was.state.value, was.since or now, was.reason)
+            if power.state == COOLING:
+                power.calm_since = time.monotonic() - _age(was.since)
+            return power
+        return Power(state, now, "seen at start-up")
     if has_hpa:
         state = AWAKE
     elif up:

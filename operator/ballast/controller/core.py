@@ -41,7 +41,15 @@ from ballast.controller.metrics import Metrics
 from ballast.controller.plan import Create, Delete, key_of, plan, plan_restore
 from ballast.controller.record import Failure, Records, ServiceRecord
 from ballast.controller.retry import Backoff
-from ballast.controller.scaler import AT_ZERO, Change, Signals, powers_for, scale_of, step
+from ballast.controller.scaler import (
+    AT_ZERO,
+    COMING_UP,
+    Change,
+    Signals,
+    powers_for,
+    scale_of,
+    step,
+)
 from ballast.controller.services import LLMSERVICES, Entry, EntryIndex, entry_from, lookup
 from ballast.controller.settings import Settings
 from ballast.controller.statuswriter import StatusWriter, previous
@@ -377,8 +385,10 @@ class Controller:
 
     def _report(self, entry: Entry, t: Transition, record: ServiceRecord) -> None:
         power = record.powers.get(t.backend)
-        if t.direction == "out" and power is not None and power.state in AT_ZERO:
-            return  # taken to 0 on purpose (idle, or a standby cooled down): not a failover
+        if t.direction == "out" and power is not None and power.state in AT_ZERO | COMING_UP:
+            # taken to 0 on purpose (idle, or a standby cooled down), and perhaps woken again
+            # before the health loop saw its pods go: not a failover
+            return
         if t.direction is None:
             self.warn(entry, t.reason, f"backend {t.backend}: {t.message}")
             return

@@ -115,11 +115,14 @@ def plan(
             body = patch_for(obj, before.get(key))
             actions.append(Patch(obj, _unhold(key, have, obj, body, desired)))
     wanted = {key_of(o) for o in desired}
+    first: list[Action] = []
     for key in sorted(observed):
         child = observed[key]
         if key not in wanted and (uid is None or child.owner_uid == uid):
-            actions.append(Delete(key))
-    return actions
+            # An HPA goes before anything is patched: a Deployment taken back to 0 gets its
+            # replicas from the operator only once no HPA can write them (one writer).
+            (first if key[0] == "HorizontalPodAutoscaler" else actions).append(Delete(key))
+    return first + actions
 
 
 def _unhold(key: ChildKey, have: Child, obj: Obj, body: Obj, desired: Sequence[Obj]) -> Obj:

@@ -471,6 +471,19 @@ def hpa_lifetimes(writes: list[Write], name: str) -> list[tuple[float, float]]:
     return spans
 
 
+def story(writes: list[Write], dep: str) -> list[str]:
+    """The writes on `dep` and its HPA, one line each (for failure messages)."""
+    t0 = writes[0].received if writes else 0.0
+    out = []
+    for w in writes:
+        if w.name != dep or w.subresource == "status":
+            continue
+        spec = (w.body or {}).get("spec") or {}
+        out.append(f"{w.received - t0:7.3f} {w.user.rsplit(':', 1)[-1]} {w.verb} {w.resource}"
+                   f"/{w.subresource} {w.code} replicas={spec.get('replicas', '-')}")  # fmt: skip
+    return out
+
+
 def sets_replicas(w: Write) -> bool:
     return "replicas" in ((w.body or {}).get("spec") or {})
 
@@ -494,7 +507,7 @@ def check_one_writer(
     assert len(operator_sets) >= 3, operator_sets  # 0 at first, 1 when woken, 0 again, 1
     # The operator sets replicas only while no HPA exists...
     clash = [w for w in operator_sets if during(w.received, w.completed)]
-    assert clash == [], (clash, spans)
+    assert clash == [], "\n".join([*story(writes, dep), repr(spans)])
     # ...and the HPA controller writes the scale only while its HPA exists.
     scale = [w for w in on_dep if w.user == HPA_CONTROLLER]
     assert all(during(w.received, w.completed) for w in scale), (scale, spans)

@@ -147,3 +147,16 @@ def test_restore_one_child_from_its_live_state() -> None:
     assert action.obj == want
     assert plan_restore(key, None, edited) == Delete(key)  # no longer desired
     assert plan_restore(key, None, None) is None
+
+
+def test_going_back_to_zero_deletes_the_hpa_before_the_deployment_gets_its_replicas() -> None:
+    """One writer of replicas: the HPA is gone before the operator writes 0."""
+    svc = make_llmservice(vllm(scaling={"minReplicas": 0, "maxReplicas": 3}), external(), uid=UID)
+    awake = render.objects(svc, {"primary": True}, scale=render.Scale())
+    asleep = render.objects(svc, {"primary": True}, scale=render.Scale({"primary": 0}))
+    actions = summary(plan(asleep, observed_as(awake), UID))
+    assert actions[0] == "Delete HorizontalPodAutoscaler/chat-primary"
+    assert "Patch Deployment/chat-primary" in actions[1:]
+    # and waking: only the Deployment's replicas; the HPA appears once a pod is ready
+    waking = render.objects(svc, {"primary": True}, scale=render.Scale({"primary": 1}))
+    assert summary(plan(waking, observed_as(asleep), UID)) == ["Patch Deployment/chat-primary"]

@@ -305,7 +305,9 @@ def ask(c: openai.OpenAI, model: str, prompt: str = "hi") -> Outcome:
         return Outcome(raw.status_code, dict(raw.headers), text, sent, time.monotonic())
     except openai.APIStatusError as e:
         body = e.response.text
-        return Outcome(e.status_code, dict(e.response.headers), body, sent, time.monotonic(), repr(e))
+        return Outcome(
+            e.status_code, dict(e.response.headers), body, sent, time.monotonic(), repr(e)
+        )
     except openai.OpenAIError as e:
         return Outcome(0, {}, "", sent, time.monotonic(), repr(e))
 
@@ -361,7 +363,8 @@ def test_a_burst_of_100_at_zero_is_held_until_the_pod_is_ready_then_all_served(
         # They waited for the model load (the pod ran `load` s before it was Ready).
         assert min(o.seconds for o in outcomes) >= load - 0.5
         assert time.monotonic() - started < 120
-        assert {"ScalingFromZero", "ScaledFromZero"} <= set(reasons(api, ns, name))
+        wait_for(lambda: {"ScalingFromZero", "ScaledFromZero"} <= set(reasons(api, ns, name)),
+                 timeout=30, what="the ScalingFromZero and ScaledFromZero Events")  # fmt: skip
     finally:
         delete(api, ns, name)
         kubelet.unserve(rule)
@@ -417,7 +420,8 @@ def test_idle_goes_to_zero_requests_racing_the_scale_down_are_served_one_writer_
         wait_known(gateway, name)
         c = client(gateway)
         first = ask(c, name, "wake")
-        assert first.status == 200 and first.cold, first
+        assert first.status == 200, first
+        assert first.cold, first
         wait_for(lambda: hpa_exists(api, ns, dep), timeout=30, what="the HPA")
         wait_for(
             lambda: backend_status(api, ns, name, "gpu").get("scaledToZero") is False,
@@ -425,7 +429,8 @@ def test_idle_goes_to_zero_requests_racing_the_scale_down_are_served_one_writer_
             what="status up",
         )
         again = ask(c, name, "warm")
-        assert again.status == 200 and not again.cold, again
+        assert again.status == 200, again
+        assert not again.cold, again
         last_request = again.done
 
         # Idle: the operator takes it to 0. The moment it does, requests keep arriving:
@@ -545,6 +550,10 @@ class Ticker:
             n += 1
             self._stop.wait(self.every)
 
+    def halt(self) -> None:
+        """Send no more (requests under way go on)."""
+        self._stop.set()
+
     def stop(self) -> list[Outcome]:
         self._stop.set()
         for t in self._threads:
@@ -570,7 +579,7 @@ class StateLog:
         while not self._stop.wait(0.2):
             try:
                 state = self.read()
-            except Exception:  # noqa: BLE001 - a slow read is a missed sample, not a failure
+            except Exception:  # a slow read is a missed sample, not a failure
                 continue
             if state and (not self.states or self.states[-1] != state):
                 self.states.append(state)
@@ -588,7 +597,7 @@ def test_a_cold_standby_warms_when_the_external_fails_serves_then_goes_cold_agai
     api, name = plane.api, "sb"
     dep = f"{name}-local"
     external = FakeEngine("external", "127.0.0.1", 0).start()
-    rule = kubelet.serve(ns, {"ballast.dev/service": name}, ready_after=3.0)
+    rule = kubelet.serve(ns, {"ballast.dev/service": name}, ready_after=6.0)
     fast = {"periodSeconds": 1}
     standby = {"activateAfterSeconds": 2, "cooldownSeconds": 6}
 
@@ -618,26 +627,34 @@ def test_a_cold_standby_warms_when_the_external_fails_serves_then_goes_cold_agai
         c = client(gateway)
         healthy = [ask(c, name, f"healthy-{i}") for i in range(5)]
         assert [o.status for o in healthy] == [200] * 5, healthy
-        assert external.served == 5 and not engines_of(kubelet, ns, dep)
+        assert external.served == 5
+        assert not engines_of(kubelet, ns, dep)
 
-        # The external fails. While the standby is Cold nothing holds for it: those requests
-        # fail, cleanly (an OpenAI error with a status, never a reset connection).
+        # The external fails. While the standby is Cold nothing holds for it (by design: it
+        # comes up when the tiers above fail, not on demand), so those requests fail, cleanly
+        # (an OpenAI error with a status, never a reset connection).
         external.fail_status = 503
         gap = Ticker(c, name, every=0.5).start(workers=1)
         wait_for(lambda: standby_state() == "Warming", timeout=60, what="standby Warming")
         wait_for(local_holds, timeout=30, what="the route holding for the warming standby")
-        gap_outcomes = gap.stop()
-        assert all(o.status >= 500 and o.error for o in gap_outcomes), gap_outcomes
+        gap.halt()  # its last request may already be held (joined below)
         time.sleep(0.5)  # the gateway's ConfigMap watch delivers the table that holds
 
         # From here on: 0 client errors, through warm-up, activity, recovery and cooldown.
         ticker = Ticker(c, name, every=0.25).start(workers=2)
         warming = burst(c, name, 20, "warming")
         assert [o.status for o in warming] == [200] * 20, [o for o in warming if o.status != 200]
-        assert all(o.cold for o in warming)
         (local,) = engines_of(kubelet, ns, dep).values()
         (ready_at,) = ready_marks(kubelet, ns, dep).values()
         assert min(local.received) >= ready_at  # held until the standby's pod was Ready
+        early = [o for o in warming if o.sent < ready_at]
+        assert early, warming
+        assert all(o.cold for o in early), warming  # those sent while it warmed were held
+        gap_outcomes = gap.stop()
+        # (one sent just as the gateway got the holding table may be held and served)
+        clean = [o for o in gap_outcomes if o.status == 200 or (o.status >= 500 and o.error)]
+        assert clean == gap_outcomes, gap_outcomes
+        assert any(o.status >= 500 for o in gap_outcomes), gap_outcomes
         wait_for(lambda: standby_state() == "Active", timeout=30, what="standby Active")
         wait_for(lambda: backend_status(api, ns, name, "local").get("inRoute"), timeout=30,
                  what="standby in route")  # fmt: skip
@@ -656,7 +673,8 @@ def test_a_cold_standby_warms_when_the_external_fails_serves_then_goes_cold_agai
 
         status = backend_status(api, ns, name, "local")
         assert status["standby"]["state"] == "Cold"
-        assert "healthy" in status["standby"]["reason"] and status["standby"]["since"]
+        assert "healthy" in status["standby"]["reason"]
+        assert status["standby"]["since"]
         assert status.get("replicas", 0) == 0
         seen = states.stop()
         assert seen[:5] == ["Cold", "Warming", "Active", "Cooling", "Cold"], seen

@@ -75,9 +75,27 @@ async def deliver(request: web.Request, answer: Answer, finish: Finish) -> web.S
     if reading.upstream_model is not None:
         headers[UPSTREAM_MODEL_HEADER] = reading.upstream_model
     out = web.StreamResponse(status=status, reason=upstream.reason, headers=headers)
+    return await _relay(request, out, answer, events, first, finish, prepare=True)
+
+
+async def _relay(
+    request: web.Request,
+    out: web.StreamResponse,
+    answer: Answer,
+    events: EventStream | None,
+    first: bytes | None,
+    finish: Finish,
+    *,
+    prepare: bool,
+) -> web.StreamResponse:
+    """Pump the rest of ``answer`` into ``out`` (sent to the client first when ``prepare``);
+    a stream that breaks ends with an error event; ``finish`` hears how it ended."""
+    upstream = answer.response
+    status = upstream.status
     outcome = "client_closed"
     try:
-        await out.prepare(request)
+        if prepare:
+            await out.prepare(request)
         if first:
             await out.write(first)
         outcome = await _pump(upstream, out, events)
@@ -112,26 +130,9 @@ async def deliver_into(
         finish.done(status, outcome)
         return out
     events = EventStream(finish.reading, time.perf_counter)
-    outcome = "client_closed"
-    try:
-        if first := events.feed(answer.first):
-            await out.write(first)
-        outcome = await _pump(upstream, out, events)
-    except ConnectionError:
-        pass
-    except asyncio.CancelledError:
-        upstream.close()
-        finish.done(status, "client_closed")
-        raise
-    finally:
-        if outcome == "ok":
-            upstream.release()
-        else:
-            upstream.close()
-    if outcome == "broken":
-        await _end_broken(request, out, True)
-    finish.done(status, outcome if outcome != "ok" else outcome_of(status))
-    return out
+    return await _relay(
+        request, out, answer, events, events.feed(answer.first), finish, prepare=False
+    )
 
 
 def error_event(status: int, body: bytes | None) -> bytes:

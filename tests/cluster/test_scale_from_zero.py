@@ -516,12 +516,20 @@ def check_one_writer(
     # ...and the HPA controller writes the scale only while its HPA exists.
     scale = [w for w in on_dep if w.user == HPA_CONTROLLER]
     assert all(during(w.received, w.completed) for w in scale), (scale, spans)
-    # Each HPA was created only after a pod of that wake-up was Ready.
-    ready_walls = sorted(
-        m.ready[1] for k, m in kubelet.marks.items() if k.startswith(f"{ns}/{dep}-") and m.ready
-    )
-    assert len(ready_walls) >= 2, ready_walls
-    for (created, _), ready in zip(spans, ready_walls, strict=False):
+    # Each HPA was created only after a pod of that wake-up was Ready: after the API server
+    # received the kubelet's status write that made it Ready (server times, no clock skew).
+    ready_writes = []
+    for key, marks in list(kubelet.marks.items()):
+        if not key.startswith(f"{ns}/{dep}-") or marks.ready is None:
+            continue
+        pod = key.split("/", 1)[1]
+        statuses = [
+            w for w in writes if (w.resource, w.subresource, w.name) == ("pods", "status", pod)
+        ]
+        ready_writes.append([w for w in statuses if w.received <= marks.ready[1]][-1].received)
+    ready_writes.sort()
+    assert len(ready_writes) >= 2, ready_writes
+    for (created, _), ready in zip(spans, ready_writes, strict=False):
         assert created >= ready, (created, ready)
 
 

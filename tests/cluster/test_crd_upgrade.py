@@ -17,6 +17,7 @@ import copy
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -88,12 +89,17 @@ def added_fields(after: JSON, before: JSON, path: str = "") -> dict[str, object]
             added[where] = value
         elif isinstance(value, dict) and isinstance(before[key], dict):
             added |= added_fields(value, before[key], where)
+        elif isinstance(value, list) and isinstance(before[key], list):
+            # a list item (a backend) may gain a defaulted field too: items compared by index
+            for i, (a, b) in enumerate(zip(value, before[key], strict=True)):
+                if isinstance(a, dict) and isinstance(b, dict):
+                    added |= added_fields(a, b, f"{where}.{i}")
     return added
 
 
-def at(doc: JSON, dotted: str) -> object:
+def at(doc: Any, dotted: str) -> Any:
     for key in dotted.split("."):
-        doc = doc[key]
+        doc = doc[int(key)] if isinstance(doc, list) else doc[key]
     return doc
 
 

@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install generate lint typecheck verify test test-fast test-cluster cluster-bin cluster-up llama-bin promtool-bin test-monitoring test-realmodel bench bench-realmodel goldens demo clean
+.PHONY: install generate lint typecheck verify checks builds test test-fast test-cluster cluster-bin cluster-up llama-bin promtool-bin test-monitoring test-realmodel bench bench-realmodel goldens demo clean
 
 $(BIN)/ballast: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -67,8 +67,18 @@ llama-bin: install
 test-realmodel: install cluster-bin llama-bin promtool-bin
 	$(BIN)/pytest -q -m realmodel $(PYTEST_ARGS)
 
-## test: everything CI runs
-test: verify lint test-fast test-monitoring test-cluster test-realmodel
+## builds: every cached build the tiers need (control plane, promtool, llama-server and model)
+builds: cluster-bin promtool-bin llama-bin
+
+## checks: what needs no build (generated files fresh, lint + mypy --strict, the fast tier)
+checks: verify lint test-fast
+
+## test: everything CI runs. On a fresh machine the builds take minutes each (Go, cmake) and
+## the checks run on one core: two jobs at a time run them side by side (a no-op once the
+## builds are cached), then the tiers that need the builds.
+test:
+	$(MAKE) --no-print-directory -j2 --output-sync=target checks builds
+	$(MAKE) --no-print-directory test-monitoring test-cluster test-realmodel
 
 ## goldens: regenerate render golden files (review the diff!)
 goldens: install

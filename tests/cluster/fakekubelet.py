@@ -246,6 +246,7 @@ class FakeKubelet:
         capacity: dict[str, str] | None = None,
         interval: float = 0.2,
         kubelet_version: str = "v0.0.0-fake",
+        served_network: str = SERVED_NETWORK,
     ) -> None:
         self.api = api
         self.node_name = node_name
@@ -261,7 +262,10 @@ class FakeKubelet:
         self.host_ip = "127.0.0.1"
         self.errors: list[Exception] = []
         self._ips = _pod_ips()
-        self._served_ips = _pod_ips(SERVED_NETWORK)
+        #: Addresses of served pods: a kubelet run after another in one process can take a
+        #: range of its own (inside SERVED_NETWORK), so a listener the other left in
+        #: TIME_WAIT or still draining never holds an address it hands out.
+        self._served_ips = _pod_ips(served_network)
         self._blackhole = False
         #: engines whose pod is gone, and since when (their address goes 2 s later)
         self._gone: dict[str, float] = {}

@@ -57,6 +57,8 @@ def cluster(tmp_path: Path) -> Iterator[tuple[ControlPlane, ProcessKubelet]]:
                 kubelet_version=kubernetes_version(),
                 credentials=credentials,
                 probe_override=proxy.override,
+                # not the addresses the realmodel stack's kubelet hands out after this test
+                served_network="10.245.192.0/20",
             )
             kubelet.start()
             try:

@@ -180,3 +180,36 @@ async def test_restore_repairs_a_hand_edit_that_kept_the_hash(
     assert await applier.applier.perform(applier.record, action) == "patched"
     again = api.store.get(api.store.kind("apps", "v1", "deployments"), "ai", "chat-primary")
     assert plan_restore(("Deployment", "chat-primary"), dep, again) is None
+
+
+async def test_a_child_that_vanished_under_a_patch_comes_back_only_while_its_owner_lives(
+    api: KubeEmulator, applier: Harness
+) -> None:
+    """A patch answered 404: created again for a live LLMService (drift), never for a deleted
+    one whose children garbage collection took while the operator's index lagged."""
+    uid = await _owner(api)
+    first = render.objects(make_llmservice(vllm(replicas=3), uid=uid), {})
+    await applier.apply(uid, first)
+    applier.record.writes.clear()
+    second = render.objects(make_llmservice(vllm(replicas=2), uid=uid), {})
+    deployments = api.store.kind("apps", "v1", "deployments")
+    llmservices = api.store.kind("ballast.dev", "v1alpha1", "llmservices")
+
+    async def alive(record: ServiceRecord) -> bool:
+        return api.store.find(llmservices, "ai", "chat") is not None
+
+    applier.applier.owner_alive = alive
+    api.store.delete(deployments, "ai", "chat-primary")  # the index has not seen it go
+    applied = await applier.apply(uid, second, previous=first)
+    assert applied.created == ["Deployment/chat-primary"]  # its owner lives: drift repaired
+    applier.record.writes.clear()
+    third = render.objects(make_llmservice(vllm(replicas=3), uid=uid), {})
+    lagging = applier.record.overlay(applier.children.of(OWNER, uid))  # the index, before
+    api.store.delete(llmservices, "ai", "chat")
+    if api.store.find(deployments, "ai", "chat-primary") is not None:  # else the GC took it
+        api.store.delete(deployments, "ai", "chat-primary")
+    start = len(api.requests)
+    applied = await applier.applier.execute(applier.record, plan(third, lagging, uid, second))
+    assert applied.created == []
+    assert api.store.find(deployments, "ai", "chat-primary") is None
+    assert "POST deployments" not in methods(api, start)

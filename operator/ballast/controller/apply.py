@@ -18,7 +18,7 @@ reference (the loser gets 409 and retries).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -94,8 +94,16 @@ class Applied:
 class Applier:
     """Performs plans for one service at a time (the caller holds the record's lock)."""
 
-    def __init__(self, kube: KubeClient) -> None:
+    def __init__(
+        self,
+        kube: KubeClient,
+        owner_alive: Callable[[ServiceRecord], Awaitable[bool]] | None = None,
+    ) -> None:
         self.kube = kube
+        #: Asked before a child that vanished under a patch is created again: a child goes
+        #: when its LLMService is deleted (garbage collection), and the operator's index of
+        #: LLMServices can lag behind that by a moment. None: always create again.
+        self.owner_alive = owner_alive
 
     async def execute(self, record: ServiceRecord, actions: Sequence[Action]) -> Applied:
         """Perform every action; a :class:`Conflict` fails the plan after the others ran."""
@@ -194,6 +202,8 @@ class Applier:
         except ApiError as e:
             if e.status != 404:
                 raise
+            if self.owner_alive is not None and not await self.owner_alive(record):
+                return "unchanged"  # its LLMService is gone: the child went with it
             written = await self.kube.create(KINDS[kind], record.owner[0], obj)
             outcome = "created"
         record.note((kind, name), hash_of(obj), _rv(written))

@@ -93,7 +93,7 @@ class Controller:
         self.metrics = Metrics()
         self.records = Records()
         self.children = Children()
-        self.applier = Applier(kube)
+        self.applier = Applier(kube, owner_alive=self._owner_alive)
         self.statuses = StatusWriter(kube)
         self.backoff = Backoff(cap=settings.retry_max)
         self.services: EntryIndex | None = None
@@ -372,6 +372,14 @@ class Controller:
             how = "was deleted" if event_type == "DELETED" else "was edited"
             self.metrics.children_restored.labels(key[0]).inc()
             self.info(entry, "ChildRestored", f"{key[0]} {key[1]} {how} and has been restored")
+
+    async def _owner_alive(self, record: ServiceRecord) -> bool:
+        """The record's LLMService incarnation still exists and is not being deleted."""
+        live = await self.kube.get(LLMSERVICES, *record.owner)
+        meta = (live or {}).get("metadata") or {}
+        return (
+            live is not None and meta.get("uid") == record.uid and not meta.get("deletionTimestamp")
+        )
 
     async def _owner_exists(self, entry: Entry) -> bool:
         """The LLMService itself still exists (its deletion also deletes children: not drift)."""

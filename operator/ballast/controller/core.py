@@ -375,19 +375,16 @@ class Controller:
 
     async def _owner_alive(self, record: ServiceRecord) -> bool:
         """The record's LLMService incarnation still exists and is not being deleted."""
-        live = await self.kube.get(LLMSERVICES, *record.owner)
-        meta = (live or {}).get("metadata") or {}
-        return (
-            live is not None and meta.get("uid") == record.uid and not meta.get("deletionTimestamp")
-        )
+        return await self._alive(record.owner, record.uid)
 
     async def _owner_exists(self, entry: Entry) -> bool:
         """The LLMService itself still exists (its deletion also deletes children: not drift)."""
-        live = await self.kube.get(LLMSERVICES, entry.namespace, entry.name)
+        return await self._alive(entry.owner, entry.uid)
+
+    async def _alive(self, owner: Owner, uid: str | None) -> bool:
+        live = await self.kube.get(LLMSERVICES, *owner)
         meta = (live or {}).get("metadata") or {}
-        return (
-            live is not None and meta.get("uid") == entry.uid and not meta.get("deletionTimestamp")
-        )
+        return live is not None and meta.get("uid") == uid and not meta.get("deletionTimestamp")
 
     # -- the health loop ------------------------------------------------------------
 

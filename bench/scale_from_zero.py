@@ -94,8 +94,9 @@ def pod_story(
     statuses = [
         w for w in writes if w.resource == "pods" and w.subresource == "status" and w.name == pod
     ]
-    # The status write that made it Ready: the last before the kubelet recorded Ready.
-    ready: Write = [w for w in statuses if w.received <= marks.ready[1]][-1]
+    # The status write that made it Ready: the first the server received after the kubelet
+    # recorded sending it.
+    ready: Write = next(w for w in statuses if w.received >= marks.ready[1])
     service = dep
     slices = [
         w for w in writes

@@ -26,7 +26,9 @@ Pods the operator renders carry no annotation; a test makes them served with
 labels, if given) is served, and reports Ready only N seconds after the kubelet first
 reported it Running (a model load; `math.inf`: never). `marks` records, per
 "namespace/pod", when the pod was bound, first reported Running and first reported
-Ready (monotonic and wall-clock time of the successful status write), for benchmarks.
+Ready (monotonic and wall-clock time just before the status write that reported it was
+sent: nothing can see the pod Ready earlier, while a mark taken after the write returned
+can be later than a client of the EndpointSlice reacting to it), for tests and benchmarks.
 
 It polls the API from a background thread; `sync()` runs one pass synchronously.
 """
@@ -518,19 +520,20 @@ class FakeKubelet:
             if outcome is not None:
                 wanted = finished_status(pod, pod_ip, self.host_ip, *outcome)
         if _summary(wanted) != _summary(current):
+            sent = _mark()
             self.api.merge_patch(f"{base}/status", {"status": wanted})
             if self.serve_rules:
-                self._mark_status(key, pod, wanted)
+                self._mark_status(key, pod, wanted, sent)
 
-    def _mark_status(self, key: str, pod: JSON, status: JSON) -> None:
+    def _mark_status(self, key: str, pod: JSON, status: JSON, sent: tuple[float, float]) -> None:
         marks = self._marks(key, pod)
         if status.get("phase") == "Running" and marks.running is None:
-            marks.running = _mark()
+            marks.running = sent
         ready = any(
             c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", [])
         )
         if ready and marks.ready is None:
-            marks.ready = _mark()
+            marks.ready = sent
 
     def _schedulable(self, pod: JSON) -> bool:
         spec = pod["spec"]

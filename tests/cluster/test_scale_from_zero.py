@@ -323,7 +323,7 @@ def engines_of(kubelet: FakeKubelet, ns: str, deployment: str) -> dict[str, Fake
 
 
 def ready_marks(kubelet: FakeKubelet, ns: str, deployment: str) -> dict[str, float]:
-    """Pod -> monotonic time the kubelet reported it Ready."""
+    """Pod -> monotonic time the kubelet sent the status write that reported it Ready."""
     prefix = f"{ns}/{deployment}-"
     return {
         k: m.ready[0] for k, m in list(kubelet.marks.items()) if k.startswith(prefix) and m.ready
@@ -526,7 +526,8 @@ def check_one_writer(
         statuses = [
             w for w in writes if (w.resource, w.subresource, w.name) == ("pods", "status", pod)
         ]
-        ready_writes.append([w for w in statuses if w.received <= marks.ready[1]][-1].received)
+        # the first status write the server received after the kubelet marked sending it
+        ready_writes.append(next(w for w in statuses if w.received >= marks.ready[1]).received)
     ready_writes.sort()
     assert len(ready_writes) >= 2, ready_writes
     for (created, _), ready in zip(spans, ready_writes, strict=False):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from ballast.api import parse_llmservice
+from ballast.api import LLMServiceStatus, parse_llmservice
 from ballast.controller.health import BackendHealth, ServiceHealth, readiness
 from ballast.controller.probes import ProbeResult
+from ballast.controller.services import entry_from
 from tests.factories import external, llmservice_obj, make_llmservice, vllm
 
 OK = ProbeResult(True)
@@ -66,6 +67,39 @@ def test_state_starts_from_the_stored_status_so_a_restart_does_not_flap() -> Non
     state = ServiceHealth.start(parse_llmservice(obj))
     assert state.route() == {"primary": True, "cloud": False}
     assert (state.backends["primary"].replicas, state.backends["cloud"].message) == (2, "down")
+
+
+def test_the_index_keeps_status_as_json_and_health_still_starts_from_it() -> None:
+    """The controller's index parses the spec only; the stored status is read back on use."""
+    obj = llmservice_obj(vllm(), external(), uid="u-1")
+    obj["status"] = {
+        "phase": "Degraded",
+        "backends": [
+            {"name": "primary", "engine": "vllm", "replicas": 1, "readyReplicas": 1,
+             "healthy": True, "inRoute": True},
+            {"name": "cloud", "engine": "openai", "healthy": False, "inRoute": False,
+             "message": "down"},
+        ],
+    }  # fmt: skip
+    entry = entry_from(obj)
+    assert entry is not None
+    assert entry.svc is not None
+    assert entry.svc.status is None  # no parsed copy of the status in the index
+    assert entry.status == obj["status"]  # the stored status, decoded as it was
+    assert entry.status is not entry.status  # a fresh dict each time: callers cannot edit it
+    stored = LLMServiceStatus.model_validate(entry.status)
+    state = ServiceHealth.start(entry.svc, stored)
+    assert state.route() == {"primary": True, "cloud": False}
+    assert state.backends["cloud"].message == "down"
+    # Without the stored status a backend starts unknown (probed at once), out of the route.
+    assert ServiceHealth.start(entry.svc).route() == {"primary": False, "cloud": False}
+
+
+def test_an_entry_without_status_has_none() -> None:
+    entry = entry_from(llmservice_obj(vllm()))
+    assert entry is not None
+    assert entry.status is None
+    assert entry.status_json is None
 
 
 def test_sync_follows_added_and_removed_backends() -> None:

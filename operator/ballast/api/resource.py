@@ -120,8 +120,12 @@ def problems_from(error: ValidationError) -> list[Problem]:
     return problems
 
 
-def parse_llmservice(obj: Mapping[str, Any]) -> LLMService:
-    """Parse a raw LLMService object into the typed model or raise :class:`SpecError`."""
+def parse_llmservice(obj: Mapping[str, Any], *, status: bool = True) -> LLMService:
+    """Parse a raw LLMService object into the typed model or raise :class:`SpecError`.
+
+    ``status=False`` leaves the stored status out of the model (``svc.status`` is None):
+    the controller's index keeps it as JSON and parses it only when it needs it.
+    """
     metadata = obj.get("metadata")
     if not isinstance(metadata, Mapping) or not metadata.get("name"):
         raise SpecError([Problem("metadata.name", "required field is missing", "MissingName")])
@@ -131,6 +135,8 @@ def parse_llmservice(obj: Mapping[str, Any]) -> LLMService:
         svc = LLMService.model_validate({"metadata": metadata, "spec": obj["spec"]})
     except ValidationError as e:
         raise SpecError(problems_from(e)) from None
+    if not status:
+        return svc
     return svc.model_copy(update={"status": _lenient_status(obj.get("status"))})
 
 

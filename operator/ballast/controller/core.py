@@ -111,10 +111,10 @@ class Controller:
         record = self.records.of(entry.owner, entry.uid)
         if entry.svc is not None:
             if record.health is None:
-                record.health = ServiceHealth.start(entry.svc)
+                record.health = ServiceHealth.start(entry.svc, previous(record, entry))
                 record.health.generation = entry.generation
             elif record.health.generation != entry.generation:
-                record.health.sync(entry.svc, time.monotonic())
+                record.health.sync(entry.svc, time.monotonic(), previous(record, entry))
                 record.health.generation = entry.generation
         return record
 

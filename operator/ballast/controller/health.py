@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ballast.api import Backend, BackendStatus, LLMService
+from ballast.api import Backend, BackendStatus, LLMService, LLMServiceStatus
 from ballast.controller.probes import ProbeResult
 
 Direction = Literal["in", "out"]
@@ -109,19 +109,29 @@ class ServiceHealth:
     shown: tuple[object, ...] = ()
 
     @classmethod
-    def start(cls, svc: LLMService) -> ServiceHealth:
-        """Fresh state, trusting the stored status for who is in the route (no flap on restart)."""
+    def start(cls, svc: LLMService, stored: LLMServiceStatus | None = None) -> ServiceHealth:
+        """Fresh state, trusting the stored status for who is in the route (no flap on restart).
+
+        ``stored`` is the status as stored (default: ``svc.status``).
+        """
         state = cls(uid=svc.metadata.uid)
-        state.sync(svc)
+        state.sync(svc, stored=stored)
         return state
 
-    def sync(self, svc: LLMService, now: float = 0.0) -> None:
-        """Follow the spec: new backends start unknown (probed at once), removed ones go."""
-        stored = {b.name: b for b in svc.status.backends} if svc.status else {}
+    def sync(
+        self, svc: LLMService, now: float = 0.0, stored: LLMServiceStatus | None = None
+    ) -> None:
+        """Follow the spec: new backends start unknown (probed at once), removed ones go.
+
+        A backend new to this process starts from what ``stored`` (default: ``svc.status``)
+        says of it.
+        """
+        status = stored if stored is not None else svc.status
+        known = {b.name: b for b in status.backends} if status else {}
         names = [b.name for b in svc.spec.backends]
         for name in names:
             if name not in self.backends:
-                self.backends[name] = _from_status(stored.get(name))
+                self.backends[name] = _from_status(known.get(name))
                 self.due[name] = now
         for name in list(self.backends):
             if name not in names:

@@ -73,12 +73,14 @@ builds: cluster-bin promtool-bin llama-bin
 ## checks: what needs no build (generated files fresh, lint + mypy --strict, the fast tier)
 checks: verify lint test-fast
 
-## test: everything CI runs. On a fresh machine the builds take minutes each (Go, cmake) and
-## the checks run on one core: two jobs at a time run them side by side (a no-op once the
-## builds are cached), then the tiers that need the builds.
+## test: everything CI runs. On a fresh machine the builds take minutes each (Go, cmake):
+## the generated-file and lint checks run beside them. The fast tier mostly waits (about 70 s
+## of CPU in 5 min: timeouts, probes, subprocesses on 127.0.0.1) and runs beside the control
+## plane tier; the real-model tier comes last (it shares the cluster tier's pod addresses).
 test:
-	$(MAKE) --no-print-directory -j2 --output-sync=target checks builds
-	$(MAKE) --no-print-directory test-monitoring test-cluster test-realmodel
+	$(MAKE) --no-print-directory -j2 --output-sync=target verify lint builds
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-fast test-cluster
+	$(MAKE) --no-print-directory test-monitoring test-realmodel
 
 ## goldens: regenerate render golden files (review the diff!)
 goldens: install

@@ -51,7 +51,6 @@ from tests.cluster._stack import (  # noqa: E402
 from tests.cluster.binaries import Binaries  # noqa: E402
 from tests.cluster.test_scale_from_zero import (  # noqa: E402
     ReplicasAuditPlane,
-    Write,
     ask,
     audit_writes,
     burst,
@@ -59,6 +58,7 @@ from tests.cluster.test_scale_from_zero import (  # noqa: E402
     create,
     delete,
     engines_of,
+    ready_write,
     wait_asleep,
     wait_known,
     zero_backend,
@@ -91,12 +91,7 @@ def pod_story(
         if w.user == OPERATOR_USER and w.resource == "deployments" and w.name == dep
         and ((w.body or {}).get("spec") or {}).get("replicas") == 1
     )  # fmt: skip
-    statuses = [
-        w for w in writes if w.resource == "pods" and w.subresource == "status" and w.name == pod
-    ]
-    # The status write that made it Ready: the first the server received after the kubelet
-    # recorded sending it.
-    ready: Write = next(w for w in statuses if w.received >= marks.ready[1])
+    ready = ready_write(writes, pod, marks.ready)
     service = dep
     slices = [
         w for w in writes

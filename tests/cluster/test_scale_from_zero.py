@@ -126,6 +126,17 @@ def audit_writes(plane: ControlPlane, namespace: str, since: int = 0) -> list[Wr
     return out
 
 
+def ready_write(writes: list[Write], pod: str, ready_mark: tuple[float, float]) -> Write:
+    """The kubelet's status write that made ``pod`` Ready: the first the API server received
+    after the kubelet marked sending it (``marks.ready``; server against local wall clock)."""
+    return next(
+        w
+        for w in writes
+        if (w.resource, w.subresource, w.name) == ("pods", "status", pod)
+        and w.received >= ready_mark[1]
+    )
+
+
 # --- the stack: one control plane, kubelet, operator, namespace and gateway per module ---
 
 
@@ -522,12 +533,7 @@ def check_one_writer(
     for key, marks in list(kubelet.marks.items()):
         if not key.startswith(f"{ns}/{dep}-") or marks.ready is None:
             continue
-        pod = key.split("/", 1)[1]
-        statuses = [
-            w for w in writes if (w.resource, w.subresource, w.name) == ("pods", "status", pod)
-        ]
-        # the first status write the server received after the kubelet marked sending it
-        ready_writes.append(next(w for w in statuses if w.received >= marks.ready[1]).received)
+        ready_writes.append(ready_write(writes, key.split("/", 1)[1], marks.ready).received)
     ready_writes.sort()
     assert len(ready_writes) >= 2, ready_writes
     for (created, _), ready in zip(spans, ready_writes, strict=False):

@@ -4,7 +4,8 @@ Runs the real operator (``python -m ballast.cli run``, a subprocess) against the
 in-process emulator of the controller tier (``tests/emulator``) with loopback
 backends, and measures:
 
-1. requests the operator makes to converge one new 3-backend LLMService (goal <= 15);
+1. requests the operator makes to converge one new 3-backend LLMService (goal <= 10),
+   and for one whose engines come up after its first status (one change more);
 2. writes of a no-op reconcile: an operator restart over converged services
    (kopf resumes every one; the minute after it), and a metadata-only edit (goal 0 by Ballast);
 3. time and requests to converge 100 new LLMServices;
@@ -32,6 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from tests.controller.conftest import Cluster, emulated  # noqa: E402
 from tests.controller.harness import by_operator  # noqa: E402
+from tests.emulator.poll import eventually  # noqa: E402
 
 PERIOD = {"periodSeconds": 5, "timeoutSeconds": 2}
 #: Extra BALLAST_* settings for the operator (``--env NAME=VALUE``).
@@ -150,6 +152,26 @@ async def one_service(workdir: Path) -> dict[str, Any]:
             "writes": len(writes),
             "by_kind": summary(requests),
             "objects": len(cluster.children("assistant")),
+        }
+        # A second service, its engines loading (no ready pod) until its first status is
+        # written, then ready: the first status, and what one more change costs (its
+        # external backend's Secret is the same, read already for the first service).
+        cluster.deployments.ready_by_default = False
+        start = len(cluster.api.requests)
+        cluster.create(three_backends(cluster, "loading"))
+        await eventually(lambda: cluster.status("loading").get("phase"), what="a first status")
+        await idle(cluster)
+        first = operator_requests(cluster, start)
+        first_phase = cluster.status("loading").get("phase")
+        for backend in ("gpu", "cpu"):
+            cluster.deployments.set_ready("ai", f"loading-{backend}", True)
+        await converge(cluster, ["loading"])
+        result["staged"] = {
+            "to_first_status": len(first),
+            "to_first_status_by_kind": summary(first),
+            "first_phase": first_phase,
+            "to_ready": len(operator_requests(cluster, start)),
+            "after_first_by_kind": summary(operator_requests(cluster, start)[len(first) :]),
         }
         start = len(cluster.api.requests)
         path = "/apis/ballast.dev/v1alpha1/namespaces/ai/llmservices/assistant"

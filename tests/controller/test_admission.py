@@ -36,8 +36,8 @@ async def test_a_burst_is_reconciled_a_bounded_number_at_a_time(tmp_path: Path) 
         for name in names:
             cluster.create(service_obj(name, hosted()))
 
-        def started() -> int:  # services whose reconcile got as far as its routes ConfigMap
-            items = cluster.store.items(cluster.kind("configmaps"), NS)
+        def started() -> int:  # services whose reconcile got as far as its engine's Service
+            items = cluster.store.items(cluster.kind("services"), NS)
             return sum(1 for o in items if o["metadata"]["name"].startswith("burst-"))
 
         await eventually(lambda: started() == RECONCILE_CONCURRENCY, what="a full admission")

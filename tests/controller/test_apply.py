@@ -53,13 +53,11 @@ class Harness:
         self.children = children
         self.record = ServiceRecord(OWNER, None)
 
-    async def apply(
-        self, uid: str, desired: list[dict[str, Any]], previous: list[dict[str, Any]] | None = None
-    ) -> Applied:
+    async def apply(self, uid: str, desired: list[dict[str, Any]]) -> Applied:
         """Plan against what exists (plus our recent writes), then execute."""
         self.record.uid = uid
         observed = self.record.overlay(self.children.of(OWNER, uid))
-        return await self.applier.execute(self.record, plan(desired, observed, uid, previous))
+        return await self.applier.execute(self.record, plan(desired, observed, uid))
 
 
 @pytest.fixture
@@ -112,7 +110,7 @@ async def test_a_changed_child_is_patched_and_a_stale_one_deleted(
     applier.record.writes.clear()  # as if the watch had caught up
     second = render.objects(make_llmservice(vllm(replicas=1), uid=uid), {})
     start = len(api.requests)
-    applied = await applier.apply(uid, second, previous=first)
+    applied = await applier.apply(uid, second)
     assert applied.patched == ["Deployment/chat-primary"]  # the route is the same: no patch
     assert applied.deleted == ["PodDisruptionBudget/chat-primary"]  # one replica: no PDB
     assert sorted(methods(api, start)) == ["DELETE poddisruptionbudgets", "PATCH deployments"]
@@ -200,7 +198,7 @@ async def test_a_child_that_vanished_under_a_patch_comes_back_only_while_its_own
 
     applier.applier.owner_alive = alive
     api.store.delete(deployments, "ai", "chat-primary")  # the index has not seen it go
-    applied = await applier.apply(uid, second, previous=first)
+    applied = await applier.apply(uid, second)
     assert applied.created == ["Deployment/chat-primary"]  # its owner lives: drift repaired
     applier.record.writes.clear()
     third = render.objects(make_llmservice(vllm(replicas=3), uid=uid), {})
@@ -209,7 +207,7 @@ async def test_a_child_that_vanished_under_a_patch_comes_back_only_while_its_own
     if api.store.find(deployments, "ai", "chat-primary") is not None:  # else the GC took it
         api.store.delete(deployments, "ai", "chat-primary")
     start = len(api.requests)
-    applied = await applier.applier.execute(applier.record, plan(third, lagging, uid, second))
+    applied = await applier.applier.execute(applier.record, plan(third, lagging, uid))
     assert applied.created == []
     assert api.store.find(deployments, "ai", "chat-primary") is None
     assert "POST deployments" not in methods(api, start)

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from ballast import render
 from ballast.controller.children import Child
+from ballast.controller.patches import FIELDS_ANNOTATION, applied_fields, with_fields
 from ballast.controller.plan import (
     Action,
     Conflict,
     Create,
     Delete,
     Patch,
+    fields_in,
     hash_of,
     key_of,
     plan,
@@ -31,8 +34,13 @@ def rendered(**backend: Any) -> list[Obj]:
 
 
 def observed_as(objs: list[Obj], uid: str = UID) -> dict[tuple[str, str], Child]:
-    """The index entries of ``objs`` as if they existed, controlled by ``uid``."""
-    return {key_of(o): Child(o["kind"], o["metadata"]["name"], hash_of(o), uid) for o in objs}
+    """The index entries of ``objs`` as if the operator had written them, controlled by ``uid``."""
+    return {
+        key_of(o): Child(
+            o["kind"], o["metadata"]["name"], hash_of(o), uid, fields=fields_in(with_fields(o))
+        )
+        for o in objs
+    }
 
 
 def summary(actions: list[Action]) -> list[str]:
@@ -88,13 +96,13 @@ def test_a_spec_change_plans_exactly_the_children_it_touches(
 ) -> None:
     before = rendered()
     after = rendered(**backend)
-    assert sorted(summary(plan(after, observed_as(before), UID, before))) == sorted(expected)
+    assert sorted(summary(plan(after, observed_as(before), UID))) == sorted(expected)
 
 
 def test_children_no_longer_desired_are_deleted() -> None:
     before = rendered(replicas=3)  # with a PodDisruptionBudget
     after = rendered(replicas=1)
-    actions = plan(after, observed_as(before), UID, before)
+    actions = plan(after, observed_as(before), UID)
     assert summary(actions) == [
         "Patch Deployment/chat-primary",
         "Delete PodDisruptionBudget/chat-primary",
@@ -104,7 +112,7 @@ def test_children_no_longer_desired_are_deleted() -> None:
 def test_a_removed_field_is_nulled_but_hpa_owned_replicas_are_never_sent() -> None:
     before = rendered(replicas=2, nodeSelector={"gpu": "a100"})
     after = rendered(scaling={"minReplicas": 2, "maxReplicas": 4})
-    patches = [a for a in plan(after, observed_as(before), UID, before) if isinstance(a, Patch)]
+    patches = [a for a in plan(after, observed_as(before), UID) if isinstance(a, Patch)]
     (deployment,) = [p for p in patches if p.key == ("Deployment", "chat-primary")]
     spec = deployment.body["spec"]
     assert "replicas" not in spec  # the HPA owns it now: neither set nor nulled
@@ -131,20 +139,20 @@ def test_a_child_with_a_different_hash_is_patched_with_every_owned_field() -> No
     (action,) = plan(desired, observed, UID)
     assert isinstance(action, Patch)
     want = next(o for o in desired if key_of(o) == dep)
-    assert action.body == want
+    assert action.body == with_fields(want)  # the same fields as before: nothing nulled
 
 
 def test_restore_one_child_from_its_live_state() -> None:
     desired = rendered()
     want = next(o for o in desired if o["kind"] == "Deployment")
     key = key_of(want)
-    assert plan_restore(key, want, None) == Create(want)  # deleted
-    assert plan_restore(key, want, copy.deepcopy(want)) is None  # in sync
-    edited = copy.deepcopy(want)
+    assert plan_restore(key, want, None) == Create(with_fields(want))  # deleted
+    assert plan_restore(key, want, with_fields(want)) is None  # in sync
+    edited = with_fields(copy.deepcopy(want))
     edited["spec"]["template"]["spec"]["containers"][0]["image"] = "other:1"  # hash kept
     action = plan_restore(key, want, edited)
     assert isinstance(action, Patch)
-    assert action.obj == want
+    assert action.obj == with_fields(want)
     assert plan_restore(key, None, edited) == Delete(key)  # no longer desired
     assert plan_restore(key, None, None) is None
 
@@ -160,3 +168,40 @@ def test_going_back_to_zero_deletes_the_hpa_before_the_deployment_gets_its_repli
     # and waking: only the Deployment's replicas; the HPA appears once a pod is ready
     waking = render.objects(svc, {"primary": True}, scale=render.Scale({"primary": 1}))
     assert summary(plan(waking, observed_as(asleep), UID)) == ["Patch Deployment/chat-primary"]
+
+
+def test_each_write_carries_the_skeleton_of_the_fields_it_sets() -> None:
+    desired = rendered(nodeSelector={"gpu": "a100"})
+    (dep,) = [a.obj for a in plan(desired, {}, UID) if a.key == ("Deployment", "chat-primary")]
+    skeleton = applied_fields(dep["metadata"]["annotations"][FIELDS_ANNOTATION])
+    assert skeleton is not None
+    assert skeleton["spec"]["template"]["spec"]["nodeSelector"] == {"gpu": 0}
+    assert skeleton["spec"]["template"]["spec"]["containers"] == 0  # lists are sent whole
+    assert FIELDS_ANNOTATION not in skeleton["metadata"]["annotations"]  # not itself
+    assert "ballast.dev/applied-hash" in skeleton["metadata"]["annotations"]
+    # children of one shape share one string (the index holds 1,000 services' worth)
+    again = with_fields(
+        next(o for o in rendered(nodeSelector={"gpu": "h100"}) if o["kind"] == "Deployment")
+    )
+    assert (
+        again["metadata"]["annotations"][FIELDS_ANNOTATION]
+        is dep["metadata"]["annotations"][FIELDS_ANNOTATION]
+    )
+
+
+def test_a_child_without_a_skeleton_is_patched_without_nulls_and_gets_one() -> None:
+    """Written before the skeleton existed (or stripped by hand): nothing can be nulled safely."""
+    before = rendered(replicas=2, nodeSelector={"gpu": "a100"})
+    after = rendered(replicas=3)
+    observed = {k: replace(c, fields=None) for k, c in observed_as(before).items()}
+    (deployment,) = [
+        p for p in plan(after, observed, UID) if isinstance(p, Patch) and p.key[0] == "Deployment"
+    ]
+    assert "nodeSelector" not in deployment.body["spec"]["template"]["spec"]
+    assert FIELDS_ANNOTATION in deployment.body["metadata"]["annotations"]
+
+
+def test_an_unreadable_skeleton_counts_as_none() -> None:
+    assert applied_fields("{not json") is None
+    assert applied_fields('["a list"]') is None
+    assert applied_fields(None) is None

@@ -1,10 +1,11 @@
 """Building and running one operator: kopf settings, login, background tasks, metrics server.
 
-:func:`run` is what ``ballast run`` calls. kopf is configured so that it keeps
-nothing of its own under ``status`` and no finalizer on LLMServices: the last
-handled spec lives in a ``ballast.dev/*`` annotation, the operator has no
-deletion handler, daemon or timer (the health loop is one task for all objects),
-so deleting an LLMService takes as long as garbage collection and no longer.
+:func:`run` is what ``ballast run`` calls. kopf is configured so that it writes
+nothing of its own on LLMServices: no ``status`` field, no finalizer, and no "last
+handled" annotation (the digest of the spec handled last is kept in memory, see
+:mod:`.kopfstate`). The operator has no deletion handler, daemon or timer (the
+health loop is one task for all objects), so deleting an LLMService takes as long
+as garbage collection and no longer.
 kopf always runs standalone: with several replicas, ``ballast run --leader-elect``
 starts kopf only in the replica holding the Lease (:mod:`.leader`).
 """
@@ -27,6 +28,7 @@ import kopf
 from ballast.controller.core import Controller
 from ballast.controller.demand import DemandReader, Round
 from ballast.controller.events import Events
+from ballast.controller.kopfstate import KopfState
 from ballast.controller.kube import Kind, KubeClient
 from ballast.controller.monitor import Monitor
 from ballast.controller.probes import Prober, Secrets
@@ -39,14 +41,13 @@ logger = logging.getLogger("ballast.controller")
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 
 
-def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
+def kopf_settings(settings: Settings, state: KopfState | None = None) -> kopf.OperatorSettings:
     """kopf's settings for Ballast (see the module docstring)."""
+    state = state if state is not None else KopfState()
     ks = kopf.OperatorSettings()
     ks.persistence.finalizer = "ballast.dev/finalizer"
-    ks.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="ballast.dev")
-    ks.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="ballast.dev", key="last-handled-configuration"
-    )
+    ks.persistence.progress_storage = state.progress
+    ks.persistence.diffbase_storage = state.digests
     ks.posting.level = logging.WARNING
     ks.posting.reporting_component = "ballast-operator"
     ks.posting.event_name_prefix = "ballast-"
@@ -69,10 +70,11 @@ class App:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.kopf_settings = kopf_settings(settings)
+        state = KopfState()
+        self.kopf_settings = kopf_settings(settings, state)
         self.identity = os.environ.get("POD_ID") or f"ballast-{uuid.uuid4().hex[:8]}"
         self.kube = KubeClient(self._credentials, instance=self.identity)
-        self.controller = Controller(settings, self.kube, Events(self.kube, self.identity))
+        self.controller = Controller(settings, self.kube, Events(self.kube, self.identity), state)
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
         self._metrics: aiohttp.web.AppRunner | None = None

@@ -23,12 +23,14 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from ballast.controller.kube import ApiError, Kind, KubeClient
+from ballast.controller.patches import applied_fields, patch_for
 from ballast.controller.plan import (
     Action,
     Conflict,
     Create,
     Delete,
     Patch,
+    fields_in,
     hash_of,
     in_sync,
     key_of,
@@ -148,10 +150,11 @@ class Applier:
             if live is not None and controller_uid(live) != controller_uid(obj):
                 raise name_conflict(namespace, kind, name) from None
             if live is not None and in_sync(live, obj):
-                record.note((kind, name), hash_of(obj), _rv(live))
+                record.note((kind, name), hash_of(obj), _rv(live), fields_in(obj))
                 return "unchanged"
-            return await self._patch(record, obj, obj)
-        record.note((kind, name), hash_of(obj), _rv(created))
+            base = applied_fields(fields_in(live)) if live is not None else None
+            return await self._patch(record, obj, patch_for(obj, base))
+        record.note((kind, name), hash_of(obj), _rv(created), fields_in(obj))
         return "created"
 
     async def _adopt(self, record: ServiceRecord, obj: Obj, live: Obj | None) -> Outcome:
@@ -206,5 +209,5 @@ class Applier:
                 return "unchanged"  # its LLMService is gone: the child went with it
             written = await self.kube.create(KINDS[kind], record.owner[0], obj)
             outcome = "created"
-        record.note((kind, name), hash_of(obj), _rv(written))
+        record.note((kind, name), hash_of(obj), _rv(written), fields_in(obj))
         return outcome

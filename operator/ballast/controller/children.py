@@ -13,11 +13,13 @@ does not repeat them.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ballast.api import GROUP, KIND
+from ballast.controller.patches import FIELDS_ANNOTATION
 from ballast.permissions import SHARED_KINDS
 from ballast.render import APPLIED_HASH_ANNOTATION
 from ballast.render.cache import SERVED_ANNOTATION
@@ -48,6 +50,8 @@ class Child:
     #: Job: the Failed condition's message; when it completed (RFC 3339).
     message: str = ""
     completed: str | None = None
+    #: The skeleton of the fields the operator set last (:data:`~.patches.FIELDS_ANNOTATION`).
+    fields: str | None = None
 
 
 class IndexLike(Protocol):
@@ -107,6 +111,8 @@ def child_of(body: Mapping[str, Any]) -> dict[Owner, Child]:
         extra["phase"] = str(status.get("phase") or "")
     if kind not in SHARED_KINDS:
         owners = owners[:1]
+        skeleton = annotations.get(FIELDS_ANNOTATION)
+        extra["fields"] = sys.intern(skeleton) if isinstance(skeleton, str) else None
     return {
         owner: Child(
             kind=kind,

@@ -36,6 +36,7 @@ from ballast.controller.demand import Round
 from ballast.controller.desired import Rendering, desired_all, desired_one
 from ballast.controller.events import Events
 from ballast.controller.health import ServiceHealth, Transition
+from ballast.controller.kopfstate import KopfState
 from ballast.controller.kube import ApiError, Kind, KubeClient
 from ballast.controller.metrics import Metrics
 from ballast.controller.plan import Create, Delete, key_of, plan, plan_restore
@@ -53,7 +54,7 @@ from ballast.controller.scaler import (
 from ballast.controller.services import LLMSERVICES, Entry, EntryIndex, entry_from, lookup
 from ballast.controller.settings import Settings
 from ballast.controller.statuswriter import StatusWriter, previous
-from ballast.naming import BACKEND_LABEL
+from ballast.naming import BACKEND_LABEL, routes_name
 from ballast.naming import backend_name as render_name
 from ballast.permissions import SHARED_KINDS
 from ballast.render.scale import Scale
@@ -80,8 +81,16 @@ def _reportable(error: ApiError) -> bool:
 class Controller:
     """Everything one running operator knows, and what it does with it."""
 
-    def __init__(self, settings: Settings, kube: KubeClient, events: Events) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        kube: KubeClient,
+        events: Events,
+        kopf_state: KopfState | None = None,
+    ) -> None:
         self.settings = settings
+        #: kopf's per-object state, in memory (dropped with the record, see :mod:`.kopfstate`).
+        self.kopf_state = kopf_state if kopf_state is not None else KopfState()
         self.rendering = Rendering(settings.loader_image, settings.engine_peers)
         #: Reconciles that parse, render and apply at once. kopf starts one worker per
         #: LLMService event, so a burst of 1,000 creates would otherwise hold 1,000 parsed
@@ -134,6 +143,9 @@ class Controller:
 
     def forget(self, owner: Owner) -> None:
         """Drop everything about an LLMService that is gone."""
+        record = self.records.get(owner)
+        if record is not None:
+            self.kopf_state.forget(record.uid)
         self.records.drop(owner)
         self.metrics.forget(*owner)
 
@@ -147,7 +159,7 @@ class Controller:
 
     # -- kopf: create / update / resume ----------------------------------------
 
-    async def reconcile(self, body: Mapping[str, Any], old: Mapping[str, Any] | None) -> None:
+    async def reconcile(self, body: Mapping[str, Any]) -> None:
         """Bring children in line with ``body``; a refused apply is recorded, never raised."""
         async with self.admission:
             entry = entry_from(body)
@@ -158,14 +170,12 @@ class Controller:
             result = "error"
             try:
                 async with record.lock:
-                    result = await self._reconcile(record, entry, old)
+                    result = await self._reconcile(record, entry)
             finally:
                 self.metrics.reconciles.labels(result).inc()
                 self.metrics.reconcile_duration.observe(time.monotonic() - started)
 
-    async def _reconcile(
-        self, record: ServiceRecord, entry: Entry, old: Mapping[str, Any] | None
-    ) -> str:
+    async def _reconcile(self, record: ServiceRecord, entry: Entry) -> str:
         if entry.error is not None:
             status = status_model.rejected(
                 entry.error,
@@ -176,14 +186,6 @@ class Controller:
             if await self.statuses.write(record, entry, status):
                 self.warn(entry, "SpecRejected", status.conditions[0].message)
             return "invalid"
-        old_entry = entry_from(old) if old else None
-        if old_entry is not None and old_entry.svc is not None and record.health is not None:
-            old_svc = old_entry.svc
-            current = cache.uses(old_svc, self.observed(record))
-            record.previous = desired_all(
-                old_svc, record.health.route(), current, self.rendering,
-                scale_of(old_svc, record.powers),
-            )  # fmt: skip
         return "success" if await self._apply(record, entry) else "error"
 
     async def _apply(self, record: ServiceRecord, entry: Entry) -> bool:
@@ -193,14 +195,17 @@ class Controller:
             return True
         observed = self.observed(record)
         current = cache.uses(svc, observed)
-        actions = plan(
-            desired_all(
-                svc, health.route(), current, self.rendering, self.scale(record, entry, svc)
-            ),
-            observed,
-            entry.uid,
-            record.previous,
+        desired = desired_all(
+            svc, health.route(), current, self.rendering, self.scale(record, entry, svc)
         )
+        routes = ("ConfigMap", routes_name(svc.name))
+        if routes not in observed and not health.observed_any:
+            # A new service: its routes are created by the health round that follows (status
+            # is written there too), from the first observations, not created here with
+            # nothing known and patched a moment later.
+            desired = [o for o in desired if key_of(o) != routes]
+            record.routes_deferred = True
+        actions = plan(desired, observed, entry.uid)
         kept = cache.keep(svc, current)
         actions = [a for a in actions if not (isinstance(a, Delete) and a.key in kept)]
         try:
@@ -221,7 +226,7 @@ class Controller:
             logger.info("%s/%s applied after %d failures", *entry.owner, record.failure.attempts)
             self.backoff.succeeded(record.failure.cause)
             record.failure = None
-        record.applied, record.previous = entry.generation, None
+        record.applied = entry.generation
         record.status_due = True
         self.kick.set()
         return True
@@ -490,9 +495,11 @@ class Controller:
             scale = self.scale(record, entry, svc)
             routes = render.routes_configmap(svc, table_for(svc, state.route(), scale.standby_up))
             observed = {k: c for k, c in self.observed(record).items() if k == key_of(routes)}
-            if not observed and not await self._owner_exists(entry):
+            gone = not observed and not record.routes_deferred
+            if gone and not await self._owner_exists(entry):
                 return True  # deleted (our index lags): its children are the garbage collector's
             await self.applier.execute(record, plan([routes], observed, entry.uid))
+            record.routes_deferred = False
             before = previous(record, entry)
             caches = await self._caches(record, entry, svc, before)
             status = status_model.observed(

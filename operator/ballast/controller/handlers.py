@@ -43,13 +43,9 @@ def register(registry: kopf.OperatorRegistry, app: App) -> None:
 
     @kopf.on.resume(*LLMS, id="reconcile", registry=registry, errors=temporary, backoff=5)
     @kopf.on.create(*LLMS, id="reconcile", registry=registry, errors=temporary, backoff=5)
-    async def reconcile(body: kopf.Body, **_: Any) -> None:
-        await app.controller.reconcile(body, None)
-
     @kopf.on.update(*LLMS, id="reconcile", registry=registry, errors=temporary, backoff=5)
-    async def update(body: kopf.Body, old: Any, **_: Any) -> None:
-        previous = {"metadata": dict(body["metadata"]), "spec": (old or {}).get("spec")}
-        await app.controller.reconcile(body, previous if previous["spec"] else None)
+    async def reconcile(body: kopf.Body, **_: Any) -> None:
+        await app.controller.reconcile(body)
 
     # The managed children are not kopf resources: Ballast watches them itself
     # (:mod:`.watch`), without kopf's per-object workers.

@@ -138,6 +138,11 @@ class ServiceHealth:
                 del self.backends[name]
                 self.due.pop(name, None)
 
+    @property
+    def observed_any(self) -> bool:
+        """Some backend has had an observation in this process (a probe or its readiness)."""
+        return any(h.probed for h in self.backends.values())
+
     def route(self) -> dict[str, bool]:
         """backend -> in the route."""
         return {name: h.healthy for name, h in self.backends.items()}

@@ -9,10 +9,20 @@ on OpenAPI schema details an emulator cannot reproduce faithfully). The one thin
 merge patch cannot infer is a field the operator *stopped* setting: :func:`patch_for`
 turns every key the previous desired object had and the new one lacks into a
 ``null`` (except fields handed over to another controller, see :data:`HANDED_OVER`).
+
+What the operator set last is kept on each child, in the
+``ballast.dev/applied-fields`` annotation written with the child itself (no extra
+request): the object's map keys as a skeleton (:func:`fields_of`; lists and scalars
+are leaves, since merge patch replaces them whole). The next patch of that child
+nulls what the skeleton has and the new object lacks, whether the operator saw the
+edit happen or was down at the time, and kopf needs no diff base stored on the
+LLMService for it.
 """
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Final, cast
@@ -27,6 +37,43 @@ Obj = dict[str, Any]
 #: Paths never nulled when the operator stops setting them: another controller takes
 #: them over (spec.replicas when an HPA appears; dropping it would reset to 1 replica).
 HANDED_OVER: Final = frozenset({("spec", "replicas")})
+#: The annotation on each child holding the skeleton of the fields the operator set.
+FIELDS_ANNOTATION: Final = "ballast.dev/applied-fields"
+
+
+def _skeleton(obj: Mapping[str, Any]) -> Obj:
+    return {k: _skeleton(v) if isinstance(v, Mapping) else 0 for k, v in obj.items()}
+
+
+def fields_of(obj: Mapping[str, Any]) -> str:
+    """The skeleton of ``obj``'s map keys as compact JSON (leaves are ``0``), interned.
+
+    Children rendered from specs of one shape share one skeleton string in memory.
+    """
+    text = json.dumps(_skeleton(obj), sort_keys=True, separators=(",", ":"))
+    return sys.intern(text)
+
+
+def with_fields(obj: Obj) -> Obj:
+    """``obj`` carrying its own skeleton in :data:`FIELDS_ANNOTATION` (``obj`` is not changed)."""
+    meta = dict(obj.get("metadata") or {})
+    annotations = {
+        k: v for k, v in (meta.get("annotations") or {}).items() if k != FIELDS_ANNOTATION
+    }
+    skeleton = fields_of({**obj, "metadata": {**meta, "annotations": annotations}})
+    meta["annotations"] = {**annotations, FIELDS_ANNOTATION: skeleton}
+    return {**obj, "metadata": meta}
+
+
+def applied_fields(value: object) -> Obj | None:
+    """The skeleton stored in a child's annotation (None: absent or unreadable)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        skeleton = json.loads(value)
+    except ValueError:
+        return None
+    return skeleton if isinstance(skeleton, dict) else None
 
 
 def patch_for(new: Obj, old: Obj | None = None, path: tuple[str, ...] = ()) -> Obj:

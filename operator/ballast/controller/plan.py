@@ -31,7 +31,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ballast.controller.children import Child, ChildKey
-from ballast.controller.patches import contains, patch_for
+from ballast.controller.patches import (
+    FIELDS_ANNOTATION,
+    applied_fields,
+    contains,
+    patch_for,
+    with_fields,
+)
 from ballast.permissions import SHARED_KINDS
 from ballast.render import APPLIED_HASH_ANNOTATION
 
@@ -45,6 +51,13 @@ def key_of(obj: Mapping[str, Any]) -> ChildKey:
 def hash_of(obj: Mapping[str, Any]) -> str | None:
     annotations = (obj.get("metadata") or {}).get("annotations") or {}
     value = annotations.get(APPLIED_HASH_ANNOTATION)
+    return str(value) if value is not None else None
+
+
+def fields_in(obj: Mapping[str, Any]) -> str | None:
+    """The skeleton annotation ``obj`` carries (see :func:`.patches.with_fields`)."""
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    value = annotations.get(FIELDS_ANNOTATION)
     return str(value) if value is not None else None
 
 
@@ -94,25 +107,26 @@ def plan(
     desired: Sequence[Obj],
     observed: Mapping[ChildKey, Child],
     uid: str | None,
-    previous: Sequence[Obj] | None = None,
 ) -> list[Action]:
     """The writes that make ``observed`` equal ``desired`` for the owner incarnation ``uid``.
 
-    ``previous`` is what was desired before (a spec update): fields it set that
-    ``desired`` no longer sets are nulled by the patch (see :func:`.patches.patch_for`).
+    Each created or patched child carries the skeleton of its fields
+    (:func:`.patches.with_fields`); a patch nulls the fields the child's skeleton
+    has and the desired object no longer sets (see :func:`.patches.patch_for`).
     Children of other incarnations are neither patched nor deleted.
     """
-    before = {key_of(o): o for o in previous or ()}
     actions: list[Action] = []
     for obj in desired:
         key = key_of(obj)
         have = observed.get(key)
+        if key[0] not in SHARED_KINDS:
+            obj = with_fields(obj)
         if have is None:
             actions.append(Create(obj))
         elif uid is not None and have.owner_uid != uid:
             actions.append(Conflict(key, have.owner_uid))
         elif have.hash != hash_of(obj) and key[0] not in SHARED_KINDS:
-            body = patch_for(obj, before.get(key))
+            body = patch_for(obj, applied_fields(have.fields))
             actions.append(Patch(obj, _unhold(key, have, obj, body, desired)))
     wanted = {key_of(o) for o in desired}
     first: list[Action] = []
@@ -140,8 +154,10 @@ def plan_restore(key: ChildKey, want: Obj | None, live: Mapping[str, Any] | None
     """The write that puts one child back (``live`` None: it was deleted), if any."""
     if want is None:
         return None if live is None else Delete(key)
+    if key[0] not in SHARED_KINDS:
+        want = with_fields(want)
     if live is None:
         return Create(want)
-    if in_sync(live, want) or key[0] in SHARED_KINDS:
+    if key[0] in SHARED_KINDS or in_sync(live, want):
         return None
-    return Patch(want, patch_for(want))
+    return Patch(want, patch_for(want, applied_fields(fields_in(live))))

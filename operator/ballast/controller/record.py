@@ -41,6 +41,8 @@ class Written:
     hash: str | None
     at: float
     rv: str | None = None
+    #: The skeleton of the fields written (see :data:`~.patches.FIELDS_ANNOTATION`).
+    fields: str | None = None
 
 
 @dataclass
@@ -70,9 +72,8 @@ class ServiceRecord:
     applied: int | None = None
     #: Status must be (re)computed and written by the next health round.
     status_due: bool = False
-    #: The desired objects of the generation before an update that failed to apply, so a
-    #: retry can still null the fields the update removed.
-    previous: list[Obj] | None = None
+    #: The routes ConfigMap of a new service waits for the first health round to create it.
+    routes_deferred: bool = False
     failure: Failure | None = None
     writes: dict[ChildKey, Written] = field(default_factory=dict)
     #: The status JSON we last wrote and when (until the watch shows it).
@@ -98,9 +99,11 @@ class ServiceRecord:
 
     # -- our own writes, until the watch shows them ------------------------------------
 
-    def note(self, key: ChildKey, hash_: str | None, rv: str | None = None) -> None:
+    def note(
+        self, key: ChildKey, hash_: str | None, rv: str | None = None, fields: str | None = None
+    ) -> None:
         """Remember a child write just made (``hash_`` None: deleted)."""
-        self.writes[key] = Written(hash_, time.monotonic(), rv)
+        self.writes[key] = Written(hash_, time.monotonic(), rv, fields)
 
     def echo(self, key: ChildKey, rv: str | None) -> bool:
         """True when ``rv`` is the resourceVersion of our own latest write of ``key``."""
@@ -121,9 +124,9 @@ class ServiceRecord:
             elif w.hash is None:
                 out.pop(key, None)
             elif seen is None:
-                out[key] = Child(key[0], key[1], w.hash, self.uid or "")
+                out[key] = Child(key[0], key[1], w.hash, self.uid or "", fields=w.fields)
             else:
-                out[key] = dataclasses.replace(seen, hash=w.hash)
+                out[key] = dataclasses.replace(seen, hash=w.hash, fields=w.fields or seen.fields)
         return out
 
     def stored_status(self, indexed: Obj | None) -> Obj | None:

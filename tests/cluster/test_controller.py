@@ -216,6 +216,42 @@ def test_children_are_created_by_the_operator_with_owner_references(
     assert sorted(created) == sorted(rendered)
 
 
+def test_a_new_service_costs_one_create_per_child_a_secret_read_and_nothing_on_the_object(
+    plane: AuditedPlane, chat: Deployed
+) -> None:
+    """What converging the three-backend `chat` cost, from the audit log (reads included).
+
+    kopf's bookkeeping is in memory (nothing but status is written to the LLMService), the
+    routes ConfigMap is created once, from the first health round, and the only read is the
+    external backend's key.
+    """
+    api = plane.api
+    wait_ready(api, chat.namespace, chat.name)
+    time.sleep(3)  # the last writes of the settling reach the audit log
+    mine = [
+        e
+        for e in plane.audit.events(chat.mark)
+        if e.user == OPERATOR_USER
+        and e.namespace == chat.namespace
+        and e.resource != "events"
+        and e.verb not in ("list", "watch")
+    ]
+    plural = {kind: p for p, kind in KIND_OF_PLURAL.items()}
+    created = sorted((e.resource, e.name) for e in mine if e.verb == "create")
+    assert created == sorted((plural[k], n) for k, n in expected_children(chat.name))
+    assert [e.verb for e in mine if e.resource == "llmservices" and e.subresource != "status"] == []
+    assert [(e.verb, e.resource, e.name) for e in mine if e.verb == "get"] == [
+        ("get", "secrets", "llm-keys")
+    ]
+    routes = [e.verb for e in mine if e.resource == "configmaps"]
+    assert routes[0] == "create"
+    status = [e for e in mine if e.subresource == "status"]
+    assert status, "no status was written"
+    writes = [e for e in mine if e.verb != "get"]
+    # nothing else: no child is patched on its way to Ready, no kopf annotation is written
+    assert len(writes) == len(created) + len(status) + routes.count("patch")
+
+
 def test_pods_ready_and_probes_passing_make_the_service_ready(
     plane: AuditedPlane, chat: Deployed, fleet: Fleet
 ) -> None:
@@ -468,6 +504,43 @@ def test_sigkill_and_restart_duplicate_nothing(
         if e.namespace != later.namespace and e.resource != "events"
     }
     assert touched == set(), "the restarted operator rewrote objects that had not changed"
+
+
+def test_an_edit_made_while_the_operator_was_down_drops_the_fields_it_removed(
+    plane: AuditedPlane, fleet: Fleet, operator: OperatorProcess
+) -> None:
+    """The fields to null come from each child's `ballast.dev/applied-fields`, not from a
+    memory of the previous spec: a restarted operator patches once, with the nulls."""
+    api = plane.api
+    svc = deploy(api, plane, fleet, "edited")
+    path = f"{llms_path(svc.namespace)}/{svc.name}"
+    deployment = kind_path(KINDS["Deployment"], svc.namespace, f"{svc.name}-primary")
+    backends = api.get(path)["spec"]["backends"]
+    backends[0]["nodeSelector"] = {"pool": "gpu"}
+    api.merge_patch(path, {"spec": {"backends": backends}})
+
+    def selector() -> object:
+        if not api.exists(deployment):
+            return None
+        return api.get(deployment)["spec"]["template"]["spec"].get("nodeSelector")
+
+    wait_for(lambda: selector() == {"pool": "gpu"}, timeout=30, what="the nodeSelector applied")
+    time.sleep(2)  # the operator's last writes for the edit
+    operator.stop()
+    del backends[0]["nodeSelector"]
+    api.merge_patch(path, {"spec": {"backends": backends}, "metadata": {"labels": {"t": "x"}}})
+    mark = plane.audit.mark()
+    operator.start()
+    wait_for(lambda: selector() is None, timeout=60, what="the nodeSelector removed")
+    time.sleep(2)
+    patches = [
+        e.name
+        for e in plane.writes(OPERATOR_USER, since=mark)
+        if e.resource == "deployments" and e.verb == "patch"
+    ]
+    assert patches == [f"{svc.name}-primary"]
+    annotations = api.get(path)["metadata"].get("annotations") or {}
+    assert not [k for k in annotations if k.startswith("ballast.dev/")]
 
 
 def test_deleting_the_llmservice_lets_the_garbage_collector_remove_its_children(

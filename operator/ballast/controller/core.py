@@ -8,7 +8,7 @@ holds the record's lock, renders the desired objects, computes a plan
 
 * :meth:`reconcile` — kopf's create/update/resume of an LLMService; status is
   then written once by the next health round (after the new backends' first probe),
-  not once here and again there;
+  not once here and again there, and so is a new service's routes ConfigMap;
 * :meth:`child_changed` — a watch event of a managed child (drift: deleted or edited);
 * :meth:`refresh` — the health loop saw something change (route, readiness, messages);
 * :meth:`retry` — the health loop retries an apply the API refused (see :mod:`.retry`).

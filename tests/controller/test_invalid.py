@@ -70,3 +70,30 @@ async def test_a_child_the_api_refuses_is_reported_and_retried(cluster: Cluster)
         clear()
     await cluster.wait_phase("refused", "Ready", seconds=20)
     assert ("HorizontalPodAutoscaler", "refused-primary") in cluster.children("refused")
+
+
+async def test_a_refused_routes_configmap_is_reported_and_retried(cluster: Cluster) -> None:
+    """A new service's routes come from its first health round; refused there, they are
+    reported and retried like any child, not attempted every round in silence."""
+    from tests.emulator.errors import ApiError
+
+    def creates_routes(request: Any) -> bool:
+        return request.method.value == "POST" and request.url.path.endswith("/configmaps")
+
+    error = ApiError(403, "Forbidden", "configmaps is forbidden: exceeded quota: no-configmaps")
+    clear = cluster.api.fail(creates_routes, error)
+    try:
+        cluster.create(service_obj("unrouted", hosted()))
+        await eventually(
+            lambda: cluster.condition("unrouted", "Ready").get("reason") == "ApplyFailed",
+            seconds=15,
+            what="ApplyFailed",
+        )
+        assert "exceeded quota" in cluster.condition("unrouted", "Ready")["message"]
+        await eventually(
+            lambda: "ApplyFailed" in cluster.reasons("unrouted"), what="ApplyFailed event"
+        )
+    finally:
+        clear()
+    await cluster.wait_phase("unrouted", "Ready", seconds=20)
+    assert ("ConfigMap", "unrouted-routes") in cluster.children("unrouted")

@@ -79,3 +79,26 @@ def test_the_operator_uses_both_and_forgets_them_together() -> None:
     state.forget("u1")
     assert len(state.digests) == 0
     assert len(state.progress) == 0
+
+
+def test_a_re_created_service_drops_the_state_of_the_one_before() -> None:
+    from ballast.controller.core import Controller
+    from ballast.controller.events import Events
+    from ballast.controller.kube import KubeClient
+    from ballast.controller.services import entry_from
+
+    async def login() -> kopf.ConnectionInfo:
+        raise AssertionError("no request is made")
+
+    kube = KubeClient(login)
+    state = KopfState()
+    controller = Controller(Settings(), kube, Events(kube, "test"), state)
+    first, second = body(SPEC, uid="u1"), body(SPEC, uid="u2")
+    for b in (first, second):
+        state.digests.store(body=b, patch=kopf.Patch(), essence=state.digests.build(body=b))
+    for b in (first, second):
+        entry = entry_from(b)
+        assert entry is not None
+        controller.record_of(entry)
+    assert state.digests.fetch(body=first) is None  # deleted and re-created: the old uid goes
+    assert state.digests.fetch(body=second) is not None

@@ -117,7 +117,10 @@ class Controller:
 
     def record_of(self, entry: Entry) -> ServiceRecord:
         """The record of this incarnation, its health following the entry's spec generation."""
+        replaced = self.records.get(entry.owner)
         record = self.records.of(entry.owner, entry.uid)
+        if replaced is not None and replaced is not record:
+            self.kopf_state.forget(replaced.uid)  # the incarnation before, deleted and re-created
         if entry.svc is not None:
             if record.health is None:
                 record.health = ServiceHealth.start(entry.svc, previous(record, entry))
@@ -199,12 +202,12 @@ class Controller:
             svc, health.route(), current, self.rendering, self.scale(record, entry, svc)
         )
         routes = ("ConfigMap", routes_name(svc.name))
-        if routes not in observed and not health.observed_any:
-            # A new service: its routes are created by the health round that follows (status
-            # is written there too), from the first observations, not created here with
-            # nothing known and patched a moment later.
+        # A new service: its routes are created by the health round that follows (status is
+        # written there too), from the first observations, not created here with nothing
+        # known and patched a moment later.
+        record.routes_deferred = routes not in observed and not health.observed_any
+        if record.routes_deferred:
             desired = [o for o in desired if key_of(o) != routes]
-            record.routes_deferred = True
         actions = plan(desired, observed, entry.uid)
         kept = cache.keep(svc, current)
         actions = [a for a in actions if not (isinstance(a, Delete) and a.key in kept)]
@@ -498,7 +501,13 @@ class Controller:
             gone = not observed and not record.routes_deferred
             if gone and not await self._owner_exists(entry):
                 return True  # deleted (our index lags): its children are the garbage collector's
-            await self.applier.execute(record, plan([routes], observed, entry.uid))
+            try:
+                await self.applier.execute(record, plan([routes], observed, entry.uid))
+            except ApiError as e:
+                # refused like any child (a ConfigMap quota, a webhook): one status change and
+                # Event, then the backoff's retry applies the service with its routes
+                await self._failed(record, entry, svc, e)
+                return True
             record.routes_deferred = False
             before = previous(record, entry)
             caches = await self._caches(record, entry, svc, before)
